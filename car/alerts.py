@@ -1,0 +1,186 @@
+"""The canonical alert table every loader produces and every model consumes.
+
+One row per usable input alert, in input order:
+
+* ``alert_id``  int64, 0-based position of the row among the input's data rows
+* ``time``      datetime64[ns, UTC]
+* ``entity``    str, the sequence key (default: the host)
+* ``type``      str, the symbol of the temporal model
+* attribute columns (str), named in ``AlertTable.attributes``
+* ``source``    str, ``file:line`` of the raw record
+
+Labels live in a separate frame (same row order) that models never receive: binary
+columns ``label_<kind>`` (1 = attack) plus free annotations (campaign, step, ...).
+Rows that cannot be used are kept in ``rejected`` with their ``alert_id``, source and
+reason, so that ``len(alerts) + len(rejected)`` always equals the number of input rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+
+MISSING = "(missing)"
+REJECTED_COLUMNS = ["alert_id", "source", "reason", "raw"]
+CORE_COLUMNS = ["alert_id", "time", "entity", "type"]
+# Times before 1990 or after 2100 are almost always a unit mistake (ms read as s, or s as ms).
+_TIME_MIN = pd.Timestamp("1990-01-01", tz="UTC")
+_TIME_MAX = pd.Timestamp("2100-01-01", tz="UTC")
+
+
+class DataError(ValueError):
+    """Input that cannot be used at all; the message is one line naming file, place and fix."""
+
+
+@dataclass
+class AlertTable:
+    """Usable alerts, their labels (kept apart) and the rejected input rows."""
+
+    alerts: pd.DataFrame
+    attributes: list[str]
+    labels: pd.DataFrame | None = None
+    rejected: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=REJECTED_COLUMNS))
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.alerts)
+
+    @property
+    def n_input(self) -> int:
+        """Number of input rows: usable plus rejected."""
+        return len(self.alerts) + len(self.rejected)
+
+    @property
+    def label_kinds(self) -> list[str]:
+        """Kinds of binary labels present, e.g. ``["strict", "window"]``."""
+        if self.labels is None:
+            return []
+        return [c.removeprefix("label_") for c in self.labels.columns if c.startswith("label_")]
+
+    def label(self, kind: str) -> np.ndarray:
+        """Binary labels of one kind, shape (n,), int8."""
+        return self.labels[f"label_{kind}"].to_numpy(dtype=np.int8)
+
+    def unlabeled(self) -> AlertTable:
+        """The same alerts without labels: what a model is allowed to see."""
+        return replace(self, labels=None)
+
+    def seconds(self) -> np.ndarray:
+        """Alert times as float64 seconds since the epoch, shape (n,)."""
+        return self.alerts["time"].to_numpy(dtype="datetime64[ns]").astype(np.int64) / 1e9
+
+
+def parse_times(values: pd.Series, unit: str = "auto") -> pd.Series:
+    """Parse times to UTC timestamps; unparsable or out-of-range values become NaT.
+
+    ``unit``: ``"auto"`` (numbers above 1e11 are milliseconds, else seconds; text is ISO
+    8601), ``"s"``, ``"ms"`` or ``"iso"``.
+    """
+    if unit not in {"auto", "s", "ms", "iso"}:
+        raise DataError(f"data.time_unit={unit!r} is not known; use auto, s, ms or iso")
+    numeric = pd.to_numeric(values, errors="coerce") if unit != "iso" else None
+    out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
+    if numeric is not None:
+        is_num = numeric.notna()
+        if is_num.any():
+            num = numeric[is_num].astype("float64")
+            if unit == "auto":
+                scale = np.where(num.abs() > 1e11, 1e6, 1e9)
+            else:
+                scale = 1e6 if unit == "ms" else 1e9
+            ns = num * scale
+            ok = ns.abs() < 9e18
+            out[is_num[is_num].index[ok]] = pd.to_datetime(ns[ok].astype("int64"), utc=True)
+        text = values[~is_num]
+    else:
+        text = values
+    if unit in {"auto", "iso"} and len(text):
+        out[text.index] = pd.to_datetime(text.astype(str), utc=True, errors="coerce", format="ISO8601")
+    return out.where((out >= _TIME_MIN) & (out < _TIME_MAX))
+
+
+def build_alert_table(
+    raw: pd.DataFrame,
+    *,
+    source: str,
+    time: str,
+    entity: str,
+    type: str,
+    attributes: list[str],
+    labels: pd.DataFrame | None = None,
+    lines: np.ndarray | None = None,
+    time_unit: str = "auto",
+    rejected: pd.DataFrame | None = None,
+    n_input: int | None = None,
+) -> AlertTable:
+    """Validate a raw frame (one row per input record) into an AlertTable.
+
+    ``raw`` holds the input records in order; its positions are the ``alert_id``s unless
+    ``raw`` has an ``alert_id`` column (loaders that already rejected unparsable records
+    pass those in ``rejected`` and the ids of the remaining ones). ``lines`` gives each
+    row's line number in ``source`` (default: row position + 2, after a header line).
+    Rows with an unparsable time or an empty entity or type are rejected with a reason;
+    missing attribute values become ``"(missing)"``.
+    """
+    name = source.rsplit("/", 1)[-1]
+    missing = [c for c in {time, entity, type, *attributes} if c not in raw.columns]
+    if missing:
+        raise DataError(
+            f"{name}: missing column(s) {', '.join(sorted(missing))}; present: "
+            f"{', '.join(map(str, raw.columns[:20]))}. Map them with data.columns.<field>=<column>"
+        )
+    ids = raw["alert_id"].to_numpy(np.int64) if "alert_id" in raw else np.arange(len(raw), dtype=np.int64)
+    lines = np.asarray(lines) if lines is not None else ids + 2
+    where = pd.Series([f"{name}:{i}" for i in lines], index=raw.index, dtype=str)
+
+    parsed = parse_times(raw[time], time_unit)
+    ent = _text(raw[entity])
+    typ = _text(raw[type])
+    reasons = pd.Series("", index=raw.index, dtype=str)
+    reasons[parsed.isna()] = f"unparsable or out-of-range time in column '{time}'"
+    reasons[(reasons == "") & (ent == "")] = f"empty entity column '{entity}'"
+    reasons[(reasons == "") & (typ == "")] = f"empty type column '{type}'"
+    bad = (reasons != "").to_numpy()
+
+    frame = pd.DataFrame(
+        {"alert_id": ids, "time": parsed, "entity": ent, "type": typ}, index=raw.index
+    )
+    for col in attributes:
+        frame[col] = _text(raw[col]).replace("", MISSING)
+    frame["source"] = where
+    new_rejected = pd.DataFrame(
+        {
+            "alert_id": ids[bad],
+            "source": where[bad].to_numpy(),
+            "reason": reasons[bad].to_numpy(),
+            "raw": raw[bad].astype(str).agg(",".join, axis=1).str.slice(0, 500).to_numpy()
+            if bad.any()
+            else [],
+        }
+    )
+    all_rejected = pd.concat([r for r in (rejected, new_rejected) if r is not None and len(r)] or [new_rejected])
+    all_rejected = all_rejected.sort_values("alert_id", kind="stable").reset_index(drop=True)
+    keep = ~bad
+    table = AlertTable(
+        alerts=frame[keep].reset_index(drop=True),
+        attributes=list(attributes),
+        labels=labels[keep].reset_index(drop=True) if labels is not None else None,
+        rejected=all_rejected[REJECTED_COLUMNS],
+        source=source,
+    )
+    if n_input is not None and table.n_input != n_input:
+        raise AssertionError(f"{name}: {table.n_input} rows accounted for, {n_input} read")
+    if len(table) == 0:
+        raise DataError(
+            f"{name}: no usable alerts ({len(table.rejected)} rejected, first reason: "
+            f"{table.rejected['reason'].iloc[0] if len(table.rejected) else 'file has no rows'}); "
+            "check the file and the data.* column settings"
+        )
+    return table
+
+
+def _text(col: pd.Series) -> pd.Series:
+    """Column as stripped text with missing values as ''."""
+    return col.astype("string").fillna("").str.strip().astype(str)
