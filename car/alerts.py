@@ -22,16 +22,16 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
+from car.errors import DataError
+
+__all__ = ["AlertTable", "DataError", "build_alert_table", "parse_times"]
+
 MISSING = "(missing)"
 REJECTED_COLUMNS = ["alert_id", "source", "reason", "raw"]
 CORE_COLUMNS = ["alert_id", "time", "entity", "type"]
 # Times before 1990 or after 2100 are almost always a unit mistake (ms read as s, or s as ms).
 _TIME_MIN = pd.Timestamp("1990-01-01", tz="UTC")
 _TIME_MAX = pd.Timestamp("2100-01-01", tz="UTC")
-
-
-class DataError(ValueError):
-    """Input that cannot be used at all; the message is one line naming file, place and fix."""
 
 
 @dataclass
@@ -182,5 +182,11 @@ def build_alert_table(
 
 
 def _text(col: pd.Series) -> pd.Series:
-    """Column as stripped text with missing values as ''."""
-    return col.astype("string").fillna("").str.strip().astype(str)
+    """Column as stripped text with missing values as ''.
+
+    Alert columns repeat few distinct values, so each distinct value is stripped once.
+    """
+    codes, uniques = pd.factorize(col, use_na_sentinel=True)
+    clean = pd.Index(uniques).astype("string").fillna("").str.strip().astype(str)
+    values = np.append(clean.to_numpy(dtype=object), "")
+    return pd.Series(values[codes], index=col.index, dtype=str)

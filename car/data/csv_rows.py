@@ -1,0 +1,181 @@
+"""Splitting a delimited text file into rows of strings, keeping every malformed line.
+
+Every non-blank line after the header is an input row; a row whose field count differs
+from the header's is rejected with its line number. The fast path finds record bounds
+and field counts with numpy (quote-aware) and lets pandas' C parser read the good rows;
+when the two disagree (unusual quoting) the ``csv`` module reads the file instead.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from car.alerts import DataError
+from car.data.files import check_utf8, decode
+from car.data.schema import Parsed
+
+QUOTE = ord('"')
+NEWLINE = ord("\n")
+
+
+@dataclass
+class CsvRows:
+    """The good rows as a frame of strings (header names as columns) and their accounting."""
+
+    frame: pd.DataFrame
+    parsed: Parsed
+    header: list[str]
+
+
+@dataclass
+class _Records:
+    """Byte bounds, field counts and start lines of the records of a file."""
+
+    starts: np.ndarray
+    stops: np.ndarray
+    counts: np.ndarray
+    lines: np.ndarray
+    blank: np.ndarray
+
+
+def read_csv_rows(data: bytes, source: str, delimiter: str = ",") -> CsvRows:
+    """Split ``data`` (the file's bytes) into a header and rows; see the module docstring."""
+    delimiter = _check_delimiter(delimiter)
+    name = source.rsplit("/", 1)[-1]
+    if not data:
+        raise DataError(f"{name}: empty file; it needs a header line and data rows")
+    check_utf8(data, name)
+    rows = _fast(data, source, delimiter)
+    return rows if rows is not None else _slow(data, source, delimiter)
+
+
+def _check_delimiter(delimiter: str) -> str:
+    delimiter = {"tab": "\t", "\\t": "\t"}.get(delimiter, delimiter)
+    if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in "\n\r\"":
+        raise DataError(f"data.delimiter={delimiter!r} must be one character, e.g. ',' ';' or tab")
+    return delimiter
+
+
+def _records(data: bytes, delimiter: str) -> _Records:
+    """Records split at newlines outside quotes; a doubled quote toggles twice, so parity holds."""
+    b = np.frombuffer(data, dtype=np.uint8)
+    if QUOTE in b:
+        outside = np.bitwise_xor.accumulate((b == QUOTE).view(np.uint8)) == 0
+    else:
+        outside = np.ones(len(b), dtype=bool)
+    newline = b == NEWLINE
+    ends = np.flatnonzero(newline & outside)
+    starts = np.concatenate([[0], ends + 1])
+    stops = np.concatenate([ends, [len(b)]])
+    bounds = np.concatenate([starts, [len(b)]])
+    counts = 1 + np.diff(np.searchsorted(np.flatnonzero((b == ord(delimiter)) & outside), bounds))
+    lines = 1 + np.searchsorted(np.flatnonzero(newline), starts)
+    return _Records(starts, stops, counts, lines, _blank(data, b, starts, stops, delimiter))
+
+
+def _blank(data: bytes, b: np.ndarray, starts: np.ndarray, stops: np.ndarray, delimiter: str) -> np.ndarray:
+    """Records of nothing but spaces, tabs and carriage returns (pandas skips those lines)."""
+    space = "".join(c for c in " \t\r" if c != delimiter).encode()
+    first = b[np.minimum(starts, len(b) - 1)]
+    blank = (starts == stops) | np.isin(first, list(space))
+    for i in np.flatnonzero(blank & (starts < stops)):
+        blank[i] = not data[starts[i] : stops[i]].strip(space)
+    return blank
+
+
+def _fast(data: bytes, source: str, delimiter: str) -> CsvRows | None:
+    """Rows via numpy bounds + pandas, or None when pandas or csv disagree with the bounds."""
+    rec = _records(data, delimiter)
+    filled = np.flatnonzero(~rec.blank)
+    if len(filled) == 0:
+        raise DataError(f"{_name(source)}: empty file; it needs a header line and data rows")
+    head, rows = filled[0], filled[1:]
+    header = _header(data[rec.starts[head] : rec.stops[head]], delimiter)
+    if len(rows) == 0:
+        raise DataError(f"{_name(source)}: header only, no data rows")
+    good = rec.counts[rows] == len(header)
+    frame = _pandas(data, rec, np.concatenate([[head], rows[good]]), header, delimiter)
+    if rec.counts[head] != len(header) or frame is None or len(frame) != good.sum():
+        return None
+    ids = np.arange(len(rows))
+    parsed = Parsed(source, ids=ids[good].tolist(), places=rec.lines[rows[good]].tolist())
+    for i in ids[~good]:
+        start, stop, count = rec.starts[rows[i]], rec.stops[rows[i]], rec.counts[rows[i]]
+        text = data[start:stop].decode("utf-8", errors="replace").rstrip("\r")
+        if [len(r) for r in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)] != [count]:
+            return None  # a quote in mid-field: the numpy bounds are wrong here
+        parsed.reject(int(i), int(rec.lines[rows[i]]), f"expected {len(header)} fields, found {count}", text)
+    return CsvRows(frame, parsed, header)
+
+
+def _pandas(
+    data: bytes, rec: _Records, keep: np.ndarray, header: list[str], delimiter: str
+) -> pd.DataFrame | None:
+    """The records ``keep`` (header first) read by pandas' C parser, or None if it fails."""
+    if len(keep) < np.count_nonzero(~rec.blank):
+        b = np.frombuffer(data, dtype=np.uint8)
+        mask = np.zeros(len(rec.starts), dtype=bool)
+        mask[keep] = True
+        data = b[np.repeat(mask, np.diff(np.concatenate([rec.starts, [len(b)]])))].tobytes()
+    try:
+        return pd.read_csv(
+            io.BytesIO(data), sep=delimiter, dtype=str, keep_default_na=False, index_col=False,
+            encoding="utf-8-sig", encoding_errors="replace", header=0, names=header,
+        )
+    except pd.errors.ParserError:
+        return None
+
+
+def _slow(data: bytes, source: str, delimiter: str) -> CsvRows:
+    """Rows via the csv module, record by record (exact for any quoting)."""
+    text = decode(data, _name(source))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    header, records, parsed, line = None, [], Parsed(source), 1
+    try:
+        for row in reader:
+            start, line = line, reader.line_num + 1
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue
+            if header is None:
+                header = _unique(row)
+            elif len(row) == len(header):
+                parsed.keep(parsed.n_input, start)
+                records.append(row)
+            else:
+                reason = f"expected {len(header)} fields, found {len(row)}"
+                parsed.reject(parsed.n_input, start, reason, delimiter.join(row))
+    except csv.Error as err:
+        name = _name(source)
+        raise DataError(f"{name}:{line}: {err}; check the file's quoting and data.delimiter") from None
+    if header is None:
+        raise DataError(f"{_name(source)}: empty file; it needs a header line and data rows")
+    if parsed.n_input == 0:
+        raise DataError(f"{_name(source)}: header only, no data rows")
+    columns = list(zip(*records)) if records else [()] * len(header)
+    frame = pd.DataFrame({h: pd.Series(c, dtype=str) for h, c in zip(header, columns)})
+    return CsvRows(frame, parsed, header)
+
+
+def _header(raw: bytes, delimiter: str) -> list[str]:
+    """Header fields, made unique like pandas does (``a``, ``a.1``)."""
+    text = raw.decode("utf-8-sig", errors="replace").rstrip("\r")
+    return _unique(next(csv.reader([text], delimiter=delimiter)))
+
+
+def _unique(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        k = seen.get(name, 0)
+        seen[name] = k + 1
+        out.append(name if k == 0 else f"{name}.{k}")
+    return out
+
+
+def _name(source: str) -> str:
+    return source.rsplit("/", 1)[-1]

@@ -1,0 +1,68 @@
+"""Reading input files: gzip, text decoding and the files of a folder."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import zlib
+from pathlib import Path
+
+from car.alerts import DataError
+
+log = logging.getLogger(__name__)
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def read_bytes(path: str | Path) -> bytes:
+    """The file's bytes, gunzipped when it is gzip (by suffix ``.gz`` or content)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file; fix it with data.path=<existing file or folder>") from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot read ({err.strerror}); check the file and data.path") from None
+    if path.suffix == ".gz" or data[:2] == GZIP_MAGIC:
+        try:
+            data = gzip.decompress(data)
+        except (EOFError, OSError, zlib.error) as err:
+            raise DataError(
+                f"{path.name}: truncated or corrupt gzip ({err}); download or compress the file again"
+            ) from None
+    return data
+
+
+def decode(data: bytes, name: str) -> str:
+    """UTF-8 text (a leading BOM dropped); bytes that are not UTF-8 become U+FFFD, with a warning."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        _warn_not_utf8(err, name)
+        return data.decode("utf-8-sig", errors="replace")
+
+
+def check_utf8(data: bytes, name: str) -> None:
+    """Warn once when ``data`` is not valid UTF-8 (the readers replace such bytes)."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        _warn_not_utf8(err, name)
+
+
+def _warn_not_utf8(err: UnicodeDecodeError, name: str) -> None:
+    """Log where the first byte that is not UTF-8 is."""
+    log.warning("%s: bytes that are not UTF-8 (first at byte %d) are read as U+FFFD", name, err.start)
+
+
+def input_files(path: str | Path, patterns: tuple[str, ...]) -> list[Path]:
+    """``[path]`` for a file; for a folder its files matching ``patterns``, sorted by name."""
+    path = Path(path)
+    if not path.is_dir():
+        return [path]
+    files = sorted({f for pattern in patterns for f in path.glob(pattern) if f.is_file()})
+    if not files:
+        raise DataError(
+            f"{path}: folder has no files matching {', '.join(patterns)}; "
+            "point data.path at a file or at a folder of such files"
+        )
+    return files

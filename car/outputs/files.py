@@ -1,0 +1,62 @@
+"""Writing output files safely: atomic replace, and no spreadsheet formulas in CSV text."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+from pandas.api.types import is_numeric_dtype
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """Prefix with ``'`` every text cell a spreadsheet would run as a formula.
+
+    Numeric columns and text that parses as a number (``-1``, ``+3.5``) are left as they are.
+    """
+    out = frame.copy()
+    for col in out.columns:
+        if is_numeric_dtype(out[col]) or not len(out):
+            continue
+        text = out[col].astype("string")
+        risky = text.str.startswith(_FORMULA_START).fillna(False)
+        risky &= pd.to_numeric(text, errors="coerce").isna()
+        if risky.any():
+            out[col] = text.where(~risky, "'" + text)
+    return out
+
+
+def _atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """Write through a temporary file in the same folder, then rename over ``path``."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> Path:
+    """Write ``frame`` as UTF-8 CSV without index, formulas neutralised, atomically."""
+    safe = neutralise_formulas(frame)
+    _atomic(path, lambda tmp: safe.to_csv(tmp, index=False, date_format="%Y-%m-%dT%H:%M:%S.%fZ"))
+    return path
+
+
+def write_json(data: dict[str, Any], path: Path) -> Path:
+    """Write ``data`` as indented JSON (NaN as null), atomically."""
+    clean = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in data.items()}
+    _atomic(path, lambda tmp: tmp.write_text(json.dumps(clean, indent=2, sort_keys=True) + "\n"))
+    return path
+
+
+def write_graphml(graph: nx.DiGraph, path: Path) -> Path:
+    """Write a networkx graph as GraphML, atomically."""
+    _atomic(path, lambda tmp: nx.write_graphml(graph, tmp))
+    return path

@@ -1,0 +1,101 @@
+"""MLflow tracking of a run: resolved config, metrics and output files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from car.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def tracking_uri(configured: str | None) -> str:
+    """The tracking URI: the configured one, else ``sqlite:///<repo>/mlflow.db``."""
+    if configured:
+        return str(configured)
+    root = REPO_ROOT if (REPO_ROOT / "pyproject.toml").exists() else Path.cwd()
+    return f"sqlite:///{root / 'mlflow.db'}"
+
+
+class Tracker:
+    """One MLflow run, or nothing when ``logger.backend`` is ``none``."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        self.backend = cfg.get("backend", "mlflow")
+        if self.backend not in {"mlflow", "none"}:
+            raise ConfigError(f"logger.backend={self.backend!r} is not known; use logger=mlflow or logger=none")
+        self.cfg = cfg
+        self.run_id: str | None = None
+        self.uri: str | None = None
+
+    def start(self, run_name: str) -> None:
+        """Open the store and start a run; fails with one line if the store is unusable."""
+        if self.backend == "none":
+            return
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        import mlflow
+
+        self.uri = tracking_uri(self.cfg.get("tracking_uri"))
+        mlflow.set_tracking_uri(self.uri)
+        try:
+            _ensure_experiment(mlflow, self.cfg.get("experiment_name", "car"), self.uri)
+            self.run_id = mlflow.start_run(run_name=run_name).info.run_id
+        except Exception as err:  # any store failure must stop the run before fitting
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ConfigError(
+                f"MLflow store {self.uri} is not usable ({first}); set MLFLOW_TRACKING_URI "
+                "to a writable sqlite:///path/mlflow.db or run with logger=none"
+            ) from None
+
+    def lightning_logger(self) -> Any:
+        """A Lightning MLFlowLogger writing into this run, or ``False``."""
+        if self.run_id is None:
+            return False
+        from lightning.pytorch.loggers import MLFlowLogger
+
+        return MLFlowLogger(tracking_uri=self.uri, run_id=self.run_id)
+
+    def log(self, config: DictConfig, metrics: dict[str, float], files: list[Path]) -> None:
+        """Log the resolved config (params and YAML), finite metrics and output files."""
+        if self.run_id is None:
+            return
+        import mlflow
+
+        flat = _flatten(OmegaConf.to_container(config, resolve=True))
+        mlflow.log_params({k: str(v)[:6000] for k, v in flat.items()})
+        mlflow.log_text(OmegaConf.to_yaml(config, resolve=True), "config.yaml")
+        finite = {k: float(v) for k, v in metrics.items() if v is not None and v == v}
+        if finite:
+            mlflow.log_metrics(finite)
+        if self.cfg.get("log_artifacts", True):
+            for path in files:
+                mlflow.log_artifact(str(path))
+
+    def end(self, status: str = "FINISHED") -> None:
+        if self.run_id is not None:
+            import mlflow
+
+            mlflow.end_run(status=status)
+
+
+def _ensure_experiment(mlflow: Any, name: str, uri: str) -> None:
+    """Select experiment ``name``; a new one on a sqlite store keeps its artifacts beside
+    the database (MLflow's default, ``./mlruns``, depends on the working directory)."""
+    if uri.startswith("sqlite:///") and mlflow.get_experiment_by_name(name) is None:
+        folder = Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts" / name
+        mlflow.create_experiment(name, artifact_location=folder.resolve().as_uri())
+    mlflow.set_experiment(name)
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dict to ``{"a.b.c": value}``."""
+    if not isinstance(tree, dict):
+        return {prefix.rstrip("."): tree}
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        out.update(_flatten(value, f"{prefix}{key}."))
+    return out

@@ -1,0 +1,111 @@
+"""load -> fit -> rank -> write -> log: the one place that strings the stages together."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from car.alerts import AlertTable
+from car.data import load_alerts
+from car.errors import ConfigError
+from car.eval.metrics import evaluate_alerts
+from car.models.base import AlertRanker, Ranking
+from car.outputs.files import write_csv, write_graphml, write_json
+from car.outputs.ranked import ranked_alerts, ranked_patterns
+from car.outputs.tracking import Tracker
+
+log = logging.getLogger(__name__)
+
+
+def configure(seed: int, threads: int) -> None:
+    """Seed every generator and set torch's thread count before any work."""
+    torch.set_num_threads(int(threads))
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_model(model_cfg: DictConfig) -> AlertRanker:
+    """Instantiate the configured ranker; a bad option becomes a one-line ConfigError."""
+    try:
+        model = instantiate(model_cfg)
+    except InstantiationException as err:
+        cause = err.__cause__ or err
+        raise ConfigError(f"model config {model_cfg.get('_target_')}: {cause}".splitlines()[0]) from None
+    if not isinstance(model, AlertRanker):
+        raise ConfigError(f"model._target_={model_cfg.get('_target_')} is not an AlertRanker")
+    return model
+
+
+def load_inputs(data_cfg: DictConfig) -> tuple[AlertTable, AlertTable | None]:
+    """The batch to rank and, if ``data.history`` is set, the history table."""
+    table = load_alerts(data_cfg, data_cfg.get("path"))
+    log.info("loaded %d alerts (%d rejected) from %s", len(table), len(table.rejected), table.source)
+    history = None
+    if data_cfg.get("history"):
+        history = load_alerts(data_cfg, data_cfg.history)
+        log.info("loaded %d history alerts (%d rejected)", len(history), len(history.rejected))
+    return table, history
+
+
+def write_outputs(out_dir: Path, table: AlertTable, ranking: Ranking, history: AlertTable | None, metrics: dict[str, float]) -> list[Path]:
+    """Write the ranked/rejected CSVs, metrics and attack graph; return the paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = [
+        write_csv(ranked_alerts(table, ranking), out_dir / "ranked_alerts.csv"),
+        write_csv(ranked_patterns(ranking), out_dir / "ranked_patterns.csv"),
+        write_csv(table.rejected, out_dir / "rejected_alerts.csv"),
+    ]
+    if history is not None:
+        files.append(write_csv(history.rejected, out_dir / "rejected_history.csv"))
+    if metrics:
+        files.append(write_json(metrics, out_dir / "metrics.json"))
+    if ranking.graph is not None:
+        files.append(write_graphml(ranking.graph, out_dir / "attack_graph.graphml"))
+    return files
+
+
+def run(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
+    """Run one job: returns the evaluation metrics (empty without labels)."""
+    configure(cfg.seed, cfg.threads)
+    tracker = Tracker(cfg.logger)
+    model = build_model(cfg.model)
+    table, history = load_inputs(cfg.data)
+    tracker.start(run_name=f"{model.name}:{Path(str(table.source)).name}")
+    try:
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        trainer: dict[str, Any] = {**OmegaConf.to_container(cfg.trainer, resolve=True), "logger": tracker.lightning_logger()}
+        model.fit(table.unlabeled(), history.unlabeled() if history is not None else None, trainer=trainer)
+        timings["time/fit_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        ranking = model.rank(table.unlabeled())
+        timings["time/rank_s"] = time.perf_counter() - start
+        metrics = evaluate_alerts(table, ranking.scores) if table.label_kinds else {}
+        files = write_outputs(out_dir, table, ranking, history, metrics)
+        tracker.log(cfg, {**metrics, **timings, "alerts/ranked": len(table), "alerts/rejected": len(table.rejected)}, files)
+    except BaseException:
+        tracker.end("FAILED")
+        raise
+    tracker.end()
+    _report(out_dir, table, metrics)
+    return metrics
+
+
+def _report(out_dir: Path, table: AlertTable, metrics: dict[str, float]) -> None:
+    log.info("ranked %d alerts, rejected %d; outputs in %s", len(table), len(table.rejected), out_dir)
+    for kind in table.label_kinds:
+        log.info(
+            "%s labels: AP raw %.3f grouped %.3f, workload to 95%% recall raw %.3f",
+            kind, metrics.get(f"{kind}/raw/ap", float("nan")), metrics.get(f"{kind}/grouped/ap", float("nan")),
+            metrics.get(f"{kind}/raw/workload_at_95", float("nan")),
+        )
