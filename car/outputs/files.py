@@ -43,9 +43,10 @@ def _atomic(path: Path, write: Callable[[Path], None]) -> None:
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> Path:
-    """Write ``frame`` as UTF-8 CSV without index, formulas neutralised, atomically."""
+    """Write ``frame`` as UTF-8 CSV (RFC 4180 line ends, so a CR inside a cell is quoted)
+    without index, formulas neutralised, atomically."""
     safe = neutralise_formulas(frame)
-    _atomic(path, lambda tmp: safe.to_csv(tmp, index=False, date_format="%Y-%m-%dT%H:%M:%S.%fZ"))
+    _atomic(path, lambda tmp: safe.to_csv(tmp, index=False, lineterminator="\r\n", date_format="%Y-%m-%dT%H:%M:%S.%fZ"))
     return path
 
 

@@ -1,0 +1,102 @@
+"""Sparse content similarity: tuple k-NN graph and its broadcast to alerts."""
+
+import numpy as np
+import pytest
+import torch
+
+from car.content import EntityEmbedding, fit_ape, knn_similarity, tuple_knn, unique_tuples
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def dense_similarity(model: EntityEmbedding, tuples: np.ndarray) -> np.ndarray:
+    """Reference Sim (u, u): mean over attributes of (1 + cos) / 2, zero vectors count cos 0."""
+    v = model.vectors(tuples).detach().numpy().astype(np.float64)
+    norm = np.linalg.norm(v, axis=-1, keepdims=True)
+    v = np.divide(v, norm, out=np.zeros_like(v), where=norm > 0)
+    cos = np.einsum("iad,jad->ija", v, v)
+    return ((1 + cos) / 2).mean(-1)
+
+
+def model_and_codes(n: int = 400, seed: int = 0) -> tuple[EntityEmbedding, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    codes = np.stack([rng.integers(0, 6, n), rng.integers(0, 5, n), rng.integers(0, 3, n)], axis=1)
+    tuples, counts, _ = unique_tuples(codes)
+    model = EntityEmbedding.from_tuples(tuples, counts, dim=8, seed=seed)
+    fit_ape(model, tuples, counts, epochs=5, batch_size=16, seed=seed)
+    return model, codes
+
+
+def test_tuple_knn_matches_dense_top_k():
+    model, codes = model_and_codes()
+    tuples, _, _ = unique_tuples(codes)
+    u, k = len(tuples), 4
+    row, col, weight = tuple_knn(model, tuples, k=k, chunk_size=7)
+    dense = dense_similarity(model, tuples)
+    np.fill_diagonal(dense, -np.inf)
+    expected = set()
+    for i in range(u):
+        for j in np.argsort(-dense[i], kind="stable")[:k]:
+            expected |= {(i, int(j)), (int(j), i)}
+    assert set(zip(row.tolist(), col.tolist())) == expected
+    np.testing.assert_allclose(weight, dense[row, col], atol=1e-5)
+    assert (row != col).all()
+    assert weight.min() >= 0 and weight.max() <= 1
+    assert (np.bincount(row, minlength=u) >= k).all()
+
+
+def test_tuple_knn_is_symmetric_without_duplicates():
+    model, codes = model_and_codes(seed=1)
+    tuples, _, _ = unique_tuples(codes)
+    row, col, weight = tuple_knn(model, tuples, k=3)
+    edges = dict(zip(zip(row.tolist(), col.tolist()), weight.tolist()))
+    assert len(edges) == len(row)
+    assert all(edges[(j, i)] == w for (i, j), w in edges.items())
+
+
+def test_similarity_of_identical_tuples_is_one_and_unknown_counts_half():
+    model, _ = model_and_codes()
+    tuples = np.array([[1, 2, 0], [1, 2, 0], [1, 3, 0]])
+    dense = dense_similarity(model, tuples)
+    assert dense[0, 1] == pytest.approx(1.0)
+    assert dense[0, 2] < 1.0
+    unknown = model.map_unknown(np.array([[1, 2, -1], [1, 2, 0]]))
+    row, col, weight = tuple_knn(model, unknown.numpy(), k=1)
+    assert weight.tolist() == pytest.approx([(2 + 0.5) / 3] * 2)
+
+
+def test_alert_graph_links_shared_tuples_to_one_representative():
+    model, codes = model_and_codes(n=300)
+    tuples, counts, inverse = unique_tuples(codes)
+    k = 5
+    row, col, weight = knn_similarity(model, tuples, inverse, k=k)
+    n, u = len(codes), len(tuples)
+    assert (row != col).all() and row.min() >= 0 and max(row.max(), col.max()) < n
+    assert weight.min() >= 0 and weight.max() <= 1
+    pairs = dict(zip(zip(row.tolist(), col.tolist()), weight.tolist()))
+    assert len(pairs) == len(row) and all(pairs[(j, i)] == w for (i, j), w in pairs.items())
+
+    same = inverse[row] == inverse[col]
+    assert (weight[same] == 1.0).all()
+    assert same.sum() == 2 * (n - u)  # a star per tuple: n - u undirected edges
+    first = np.array([np.flatnonzero(inverse == t)[0] for t in range(u)])
+    members = np.flatnonzero(first[inverse] != np.arange(n))
+    assert (np.bincount(row[same], minlength=n)[members] == 1).all()
+    assert set(row[~same].tolist()) <= set(first.tolist())
+    assert (np.bincount(inverse[row[~same]], minlength=u) >= k).all()
+
+    t_row, t_col, t_weight = tuple_knn(model, tuples, k=k)
+    np.testing.assert_allclose(np.sort(weight[~same]), np.sort(t_weight))
+
+
+def test_alert_graph_with_one_tuple_is_a_star():
+    model, _ = model_and_codes()
+    row, col, weight = knn_similarity(model, np.array([[0, 0, 0]]), np.zeros(4, dtype=np.int64), k=3)
+    assert sorted(zip(row.tolist(), col.tolist())) == [(0, 1), (0, 2), (0, 3), (1, 0), (2, 0), (3, 0)]
+    assert (weight == 1.0).all()
