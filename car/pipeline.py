@@ -18,6 +18,7 @@ from car.alerts import AlertTable
 from car.data import load_alerts
 from car.errors import ConfigError
 from car.eval.metrics import evaluate_alerts
+from car.eval.patterns import label_patterns
 from car.models.base import AlertRanker, Ranking
 from car.outputs.files import write_csv, write_graphml, write_json
 from car.outputs.ranked import ranked_alerts, ranked_patterns
@@ -62,7 +63,7 @@ def write_outputs(out_dir: Path, table: AlertTable, ranking: Ranking, history: A
     out_dir.mkdir(parents=True, exist_ok=True)
     files = [
         write_csv(ranked_alerts(table, ranking), out_dir / "ranked_alerts.csv"),
-        write_csv(ranked_patterns(ranking), out_dir / "ranked_patterns.csv"),
+        write_csv(label_patterns(ranked_patterns(ranking), ranking.pattern_alerts, table), out_dir / "ranked_patterns.csv"),
         write_csv(table.rejected, out_dir / "rejected_alerts.csv"),
     ]
     if history is not None:

@@ -1,0 +1,111 @@
+"""CAR behind the ranker interface: encode, fit the CARModule with a Lightning Trainer, rank."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import lightning as L
+import numpy as np
+import pandas as pd
+
+from car.alerts import AlertTable
+from car.data.datamodule import AlertDataModule, EncodedAlerts, encode_alerts
+from car.models.base import PATTERN_COLUMNS, AlertRanker, Ranking
+from car.models.car_module import CARModule, RankedAlerts
+from car.outputs.attack_graph import attack_graph
+
+_TRAINER_DEFAULTS = {"accelerator": "cpu", "devices": 1, "max_epochs": 30, "deterministic": True,
+                     "enable_checkpointing": False, "logger": False, "enable_progress_bar": False}
+
+
+class CAR(AlertRanker):
+    """Collaborative alert ranking (docs/method.md); ``score`` selects CAR or a one-model baseline.
+
+    temporal, content, patterns, ranking: the option groups of conf/model/car.yaml.
+    score: ``collaborative`` (CAR), ``temporal`` (Pitman-Yor surprise alone, model=hpyp /
+    model=ngram) or ``content`` (APE anomaly alone, model=ape).
+    """
+
+    def __init__(self, temporal: Mapping, content: Mapping, patterns: Mapping, ranking: Mapping,
+                 lr: float = 0.05, tuple_batch: int = 4096, score: str = "collaborative", seed: int = 0,
+                 name: str = "car") -> None:
+        self.options = {"temporal": dict(temporal), "content": dict(content), "patterns": dict(patterns),
+                        "ranking": dict(ranking), "lr": lr, "score": score, "seed": seed}
+        self.tuple_batch, self.seed, self.name = tuple_batch, seed, name
+        self.module: CARModule | None = None
+        self.data: AlertDataModule | None = None
+
+    def fit(self, alerts: AlertTable, history: AlertTable | None = None, trainer: dict[str, Any] | None = None) -> CAR:
+        encoded = encode_alerts(alerts, history)
+        self.data = AlertDataModule(encoded, self.options["temporal"]["depth"], self.tuple_batch, self.seed)
+        self.module = CARModule(encoded.n_symbols, [len(v) for v in encoded.vocab.values()], **self.options)
+        self.module.set_noise(self.data.tuples, self.data.tuple_counts)
+        L.seed_everything(self.seed, workers=True, verbose=False)
+        self.trainer = L.Trainer(**{**_TRAINER_DEFAULTS, **(trainer or {}), "enable_model_summary": False})
+        self.trainer.fit(self.module, datamodule=self.data)
+        return self
+
+    def rank(self, alerts: AlertTable) -> Ranking:
+        if self.module is None:
+            raise RuntimeError("CAR.rank called before fit")
+        (ranked,) = self.trainer.predict(self.module, datamodule=self.data)
+        return to_ranking(ranked, self.data.encoded, alerts, self.options["patterns"]["graph_top"])
+
+
+def to_ranking(ranked: RankedAlerts, enc: EncodedAlerts, alerts: AlertTable, graph_top: int) -> Ranking:
+    """Map encoded-order results back to the batch table's rows and build the pattern outputs."""
+    rows = enc.batch_row[enc.is_batch]
+    n = len(alerts)
+    scores, temporal, content = (np.empty(n) for _ in range(3))
+    scores[rows], temporal[rows], content[rows] = ranked.scores, ranked.temporal, ranked.content
+    occ = ranked.occurrences
+    order = np.argsort(-ranked.pattern_scores, kind="stable")
+    pattern_id = np.empty(len(order), dtype=np.int64)
+    pattern_id[order] = np.arange(1, len(order) + 1)  # pattern_id = rank of the pattern
+    best = _best_pattern(rows[occ.alert_idx], pattern_id[occ.pattern_idx], n)
+    patterns = _pattern_table(ranked, enc, alerts, pattern_id)
+    frame = alerts.alerts.iloc[rows]
+    graph = attack_graph(frame["entity"].to_numpy(), frame["type"].to_numpy(), frame["time"], occ, pattern_id, graph_top)
+    return Ranking(
+        scores=scores,
+        columns={"temporal_score": temporal, "content_score": content, "pattern_id": best},
+        patterns=patterns,
+        pattern_alerts=np.column_stack([rows[occ.alert_idx], pattern_id[occ.pattern_idx]]),
+        graph=graph,
+    )
+
+
+def _best_pattern(alert_rows: np.ndarray, ids: np.ndarray, n: int) -> pd.array:
+    """Per alert the best-ranked (lowest id) pattern it occurs in; <NA> where none, shape (n,)."""
+    best = np.full(n, np.iinfo(np.int64).max)
+    np.minimum.at(best, alert_rows, ids)
+    return pd.array(np.where(best == np.iinfo(np.int64).max, None, best), dtype="Int64")
+
+
+def _pattern_table(ranked: RankedAlerts, enc: EncodedAlerts, alerts: AlertTable, pattern_id: np.ndarray) -> pd.DataFrame:
+    """One row per pattern with the columns of PATTERN_COLUMNS, in rank order."""
+    if not ranked.patterns:
+        return pd.DataFrame(columns=PATTERN_COLUMNS)
+    occ, types = ranked.occurrences, enc.vocab["type"]
+    batch_rows = enc.batch_row[enc.is_batch]
+    frame = alerts.alerts
+    occ_entities = frame["entity"].to_numpy()[batch_rows[occ.occ_first]]
+    first_t = frame["time"].to_numpy()[batch_rows[occ.occ_first]]
+    last_t = frame["time"].to_numpy()[batch_rows[occ.occ_last]]
+    per = pd.DataFrame({"p": occ.occ_pattern, "entity": occ_entities, "first": first_t, "last": last_t})
+    grouped = per.groupby("p").agg(entities=("entity", lambda e: ";".join(sorted(set(e))[:20])),
+                                   first_time=("first", "min"), last_time=("last", "max"))
+    alert_count = np.bincount(occ.pattern_idx, minlength=len(ranked.patterns))
+    table = pd.DataFrame({
+        "rank": pattern_id,
+        "pattern_id": pattern_id,
+        "score": ranked.pattern_scores,
+        "dependency": [p.dependency for p in ranked.patterns],
+        "steps": [" > ".join(str(types[s]) for s in p.symbols) for p in ranked.patterns],
+        "occurrences": occ.count,
+        "alert_count": alert_count,
+    }).join(grouped)
+    table["first_time"] = pd.to_datetime(table["first_time"], utc=True)
+    table["last_time"] = pd.to_datetime(table["last_time"], utc=True)
+    return table.sort_values("rank").reset_index(drop=True)[PATTERN_COLUMNS]

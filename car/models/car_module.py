@@ -1,0 +1,182 @@
+"""The CAR LightningModule: owns every learned parameter, trains them jointly, ranks in predict.
+
+fit:      loss = temporal leave-one-out NLL (Pitman-Yor discounts and strengths)
+                 + content_weight * NCE loss (APE entity embeddings and pair weights)
+predict:  temporal surprise and content anomaly -> prior q; pattern search -> p and F;
+          embedding neighbours -> Sim; collaborative solve -> alert scores t, pattern scores u.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from car.content.ape import EntityEmbedding
+from car.content.similarity import knn_similarity
+from car.data.datamodule import AlertDataModule
+from car.ranking.collaborative import RankingParams, build_graph, collaborative_rank
+from car.temporal.context_tree import ChainCounts
+from car.temporal.patterns import Occurrences, Pattern, find_patterns, pattern_occurrences
+from car.temporal.pitman_yor import PitmanYorTree
+
+# Lightning installs its own console handlers; under Hydra every line would print twice.
+# Route its records to the root logger (Hydra's console and file handlers) only.
+for _name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+    logging.getLogger(_name).handlers.clear()
+    logging.getLogger(_name).propagate = True
+
+# Lightning 2.6 calls a torch pytree API that torch 2.13 deprecates; nothing for users to act on.
+warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+
+SCORES = ("collaborative", "temporal", "content")
+
+
+class RankedAlerts:
+    """What predict returns, over the batch alerts in encoded (sequence, time) order.
+
+    scores, temporal, content: (n_batch,); patterns: found patterns; pattern_scores (L,);
+    occurrences: of the patterns in the batch (alert indices into the batch arrays).
+    A plain class on purpose: Lightning would try to move a dataclass's fields to a device.
+    """
+
+    def __init__(self, scores: np.ndarray, temporal: np.ndarray, content: np.ndarray, patterns: list[Pattern],
+                 pattern_scores: np.ndarray, occurrences: Occurrences) -> None:
+        self.scores, self.temporal, self.content = scores, temporal, content
+        self.patterns, self.pattern_scores, self.occurrences = patterns, pattern_scores, occurrences
+
+
+class CARModule(L.LightningModule):
+    """Pitman-Yor tree + APE embeddings, trained jointly; collaborative ranking in predict."""
+
+    def __init__(
+        self,
+        n_symbols: int,
+        cardinalities: list[int],
+        temporal: dict[str, Any],
+        content: dict[str, Any],
+        patterns: dict[str, Any],
+        ranking: dict[str, Any],
+        lr: float = 0.05,
+        score: str = "collaborative",
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if score not in SCORES:
+            raise ValueError(f"model.score={score!r}: use one of {', '.join(SCORES)}")
+        self.save_hyperparameters(logger=False)
+        self.temporal = PitmanYorTree(
+            temporal["depth"], prior=temporal["prior"], order=temporal.get("order"),
+        )
+        self.content = (
+            EntityEmbedding(cardinalities, dim=content["dim"], k=content["noise_samples"], seed=seed)
+            if content["enabled"] else None
+        )
+        self.noise = torch.Generator().manual_seed(seed)
+
+    def set_noise(self, tuples: np.ndarray, counts: np.ndarray) -> None:
+        """NCE noise distributions from the training tuples (unigram^0.75 per attribute)."""
+        if self.content is not None:
+            self.content.set_noise(tuples, counts)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        chains = ChainCounts(self.hparams.n_symbols, *(batch[k].numpy() for k in ("c_s", "c_u", "t_s", "t_u")))
+        temporal = self.temporal.loss(chains)
+        loss = temporal
+        self.log("train/temporal_nll", temporal, prog_bar=True)
+        if self.content is not None:
+            nce = self.content.nce_loss(batch["tuples"], batch["counts"], generator=self.noise)
+            loss = loss + self.hparams.content["weight"] * nce
+            self.log("train/nce", nce, prog_bar=True)
+        self.log("train/loss", loss)
+        return loss
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+
+    def predict_step(self, batch: Any, batch_idx: int = 0) -> RankedAlerts:
+        return self.rank_alerts(self.trainer.datamodule)
+
+    @torch.no_grad()
+    def rank_alerts(self, data: AlertDataModule) -> RankedAlerts:
+        """Score the batch alerts of ``data`` (history only informs the models)."""
+        enc, batch = data.encoded, data.encoded.is_batch
+        alert_run = enc.run_of[batch]
+        temporal = self.temporal.surprise(data.tree)[alert_run]
+        rarity = type_rarity(enc.codes[:, 1], enc.n_symbols)[batch]
+        tuple_of = data.tuple_of[batch]
+        content = self.content.anomaly(data.tuples)[tuple_of] if self.content is not None else np.zeros(len(temporal))
+        cfg = self.hparams.patterns
+        window = float(cfg["window"])
+        found = find_patterns(
+            data.tree, self.temporal, k_max=cfg["k_max"], min_support=cfg["min_support"],
+            min_lift=cfg["min_lift"], max_patterns=cfg["max_patterns"], score=cfg["score"],
+            rarity_weight=cfg["rarity_weight"], max_gap=cfg["max_gap"], times=enc.times, window=window,
+        )
+        runs = enc.run_is_batch
+        run_occ = pattern_occurrences(
+            found, enc.symbols[runs], enc.sequence[runs], enc.times[runs], window=window, max_gap=cfg["max_gap"],
+        )
+        occ = runs_to_alerts(run_occ, np.cumsum(runs)[alert_run] - 1)
+        if self.hparams.score == "temporal":
+            return RankedAlerts(temporal, temporal, content, found, np.zeros(len(found)), occ)
+        if self.hparams.score == "content":
+            return RankedAlerts(content, temporal, content, found, np.zeros(len(found)), occ)
+        t, u = self._solve(data, tuple_of, rarity, content, found, occ)
+        return RankedAlerts(t, temporal, content, found, u, occ)
+
+    def _solve(self, data: AlertDataModule, tuple_of: np.ndarray, rarity: np.ndarray, content: np.ndarray,
+               found: list[Pattern], occ: Occurrences) -> tuple[np.ndarray, np.ndarray]:
+        cfg = self.hparams.ranking
+        n = len(rarity)
+        sim = (None, None, None)
+        if self.content is not None and cfg["beta"] > 0:
+            sim = knn_similarity(self.content, data.tuples, tuple_of, k=cfg["neighbours"])
+        graph = build_graph(n, len(found), occ.alert_idx, occ.pattern_idx, *sim)
+        p = np.array([pat.dependency for pat in found], dtype=np.float64)
+        q = prior_scores(rarity, content if self.content is not None else None, cfg["content_prior"]) if cfg["prior"] else None
+        params = RankingParams(
+            alpha=cfg["alpha"], beta=cfg["beta"] if sim[0] is not None else 0.0,
+            gamma=cfg["gamma"], lam=cfg["lam"], normalized=cfg["normalized"],
+        )
+        result = collaborative_rank(graph, p, q, params)
+        return result.t.numpy(), result.u.numpy()
+
+
+def runs_to_alerts(occ: Occurrences, alert_run: np.ndarray) -> Occurrences:
+    """Occurrences over runs to occurrences over alerts: a run in an occurrence brings all its
+    alerts. ``alert_run`` (n,) non-decreasing run index of each alert."""
+    start = np.searchsorted(alert_run, np.arange(alert_run.max(initial=-1) + 2))
+    length = np.diff(start)[occ.alert_idx]
+    alerts = np.arange(length.sum()) + np.repeat(start[occ.alert_idx] - np.cumsum(length) + length, length)
+    return Occurrences(
+        alert_idx=alerts, pattern_idx=np.repeat(occ.pattern_idx, length), occ_pattern=occ.occ_pattern,
+        occ_first=start[occ.occ_first], occ_last=start[occ.occ_last + 1] - 1, count=occ.count,
+    )
+
+
+def type_rarity(types: np.ndarray, n_types: int) -> np.ndarray:
+    """-log smoothed frequency of each alert's type among all alerts (history included), (n,)."""
+    counts = np.bincount(types, minlength=n_types).astype(np.float64)
+    return -np.log((counts[types] + 1.0) / (len(types) + n_types + 1.0))
+
+
+def prior_scores(rarity: np.ndarray, content: np.ndarray | None, content_weight: float) -> np.ndarray:
+    """Per-alert prior q in [0, 1]: rank-normalised type rarity, mixed with content anomaly."""
+    q = _percentile(rarity)
+    if content is not None and content_weight > 0:
+        q = (q + content_weight * _percentile(content)) / (1 + content_weight)
+    return q
+
+
+def _percentile(x: np.ndarray) -> np.ndarray:
+    """Mid-rank of each value in [0, 1] (ties share their mean rank), shape (n,)."""
+    if len(x) < 2:
+        return np.ones_like(x, dtype=np.float64)
+    _, inv, counts = np.unique(x, return_inverse=True, return_counts=True)
+    below = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    return (below[inv] + (counts[inv] - 1) / 2) / (len(x) - 1)

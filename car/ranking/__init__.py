@@ -1,0 +1,19 @@
+"""Ranking of alerts and patterns from their dependency scores (method.md section 4)."""
+
+from car.ranking.collaborative import (
+    RankingGraph,
+    RankingParams,
+    RankingResult,
+    build_graph,
+    collaborative_rank,
+    objective,
+)
+
+__all__ = [
+    "RankingGraph",
+    "RankingParams",
+    "RankingResult",
+    "build_graph",
+    "collaborative_rank",
+    "objective",
+]
