@@ -1,7 +1,7 @@
 """Alerts as model inputs: integer codes, sequence order, the context tree and attribute tuples.
 
 The temporal model sees episodes, not raw alerts: consecutive alerts of one entity with the
-same type form one run (a flood of 10,000 identical alerts is one step of a sequence, not
+same type, each within ``run_gap`` seconds of the previous, form one run (a flood of 10,000 identical alerts is one step of a sequence, not
 10,000 steps that make each other predictable). Runs carry the sequence, the tree and the
 patterns; scores and occurrences are mapped back to every alert of a run.
 
@@ -56,8 +56,11 @@ class EncodedAlerts:
         return len(self.vocab["type"])
 
 
-def encode_alerts(batch: AlertTable, history: AlertTable | None = None) -> EncodedAlerts:
-    """Codes for history + batch alerts in (sequence, time) order; ``vocab`` keeps the values."""
+def encode_alerts(batch: AlertTable, history: AlertTable | None = None, run_gap: float = float("inf")) -> EncodedAlerts:
+    """Codes for history + batch alerts in (sequence, time) order; ``vocab`` keeps the values.
+
+    run_gap: seconds; a same-type alert later than this after the previous one starts a new run.
+    """
     parts = [history.alerts, batch.alerts] if history is not None else [batch.alerts]
     columns = ["entity", "type", *batch.attributes]
     frame = pd.concat([p[["time", *columns]] for p in parts], ignore_index=True)
@@ -71,7 +74,10 @@ def encode_alerts(batch: AlertTable, history: AlertTable | None = None) -> Encod
     codes, times, batch_row = codes[order], times[order], batch_row[order]
     is_batch = batch_row >= 0
     starts = np.ones(len(codes), dtype=bool)
-    starts[1:] = (np.diff(codes[:, 0]) != 0) | (np.diff(codes[:, 1]) != 0) | (is_batch[1:] != is_batch[:-1])
+    starts[1:] = (
+        (np.diff(codes[:, 0]) != 0) | (np.diff(codes[:, 1]) != 0) | (is_batch[1:] != is_batch[:-1])
+        | (np.diff(times) > run_gap)
+    )
     return EncodedAlerts(
         symbols=codes[starts, 1], sequence=codes[starts, 0], times=times[starts], run_is_batch=is_batch[starts],
         run_of=np.cumsum(starts) - 1, codes=codes, is_batch=is_batch, batch_row=batch_row, vocab=vocab,

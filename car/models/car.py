@@ -37,7 +37,7 @@ class CAR(AlertRanker):
         self.data: AlertDataModule | None = None
 
     def fit(self, alerts: AlertTable, history: AlertTable | None = None, trainer: dict[str, Any] | None = None) -> CAR:
-        encoded = encode_alerts(alerts, history)
+        encoded = encode_alerts(alerts, history, float(self.options["temporal"]["run_gap"]))
         self.data = AlertDataModule(encoded, self.options["temporal"]["depth"], self.tuple_batch, self.seed)
         self.module = CARModule(encoded.n_symbols, [len(v) for v in encoded.vocab.values()], **self.options)
         self.module.set_noise(self.data.tuples, self.data.tuple_counts)

@@ -1,0 +1,137 @@
+"""Ablations and baselines of CAR on the simulator and on AIT-ADS (protocols P1 and P2).
+
+Every variant is built from the Hydra configs (conf/) with one line of overrides, fitted
+on the unlabeled alerts (plus unlabeled history under P2) and scored with
+``evaluate_alerts``. Prints one Markdown table per data set and writes every metric to JSON.
+
+Reproduce (from the repository root; the runs of docs/results.md; torch on one thread):
+
+    export OMP_NUM_THREADS=1
+    .venv/bin/python experiments/ablations.py --scenarios russellmitchell --protocols p1 p2 --seeds 0 \
+        --out experiments/results/ablations_rm_sim.json
+    .venv/bin/python experiments/ablations.py --scenarios shaw --protocols p1 p2 --seeds \
+        --out experiments/results/ablations_shaw.json
+    .venv/bin/python experiments/ablations.py --scenarios fox harrison --protocols p1 --seeds \
+        --variants rarity car --out experiments/results/ablations_large_fh.json
+    .venv/bin/python experiments/ablations.py --scenarios wheeler --protocols p1 --seeds \
+        --variants rarity car --out experiments/results/ablations_large_w.json
+    .venv/bin/python experiments/ablations.py --scenarios fox harrison wheeler --protocols p2 --seeds \
+        --variants car rarity rarity-history --out experiments/results/ablations_large_p2.json
+
+One call does the same for the two development scenarios and the simulator:
+``--scenarios russellmitchell shaw --protocols p1 p2 --seeds 0`` (the defaults).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+
+from car.eval.metrics import evaluate_alerts
+from car.pipeline import build_model, configure, load_inputs
+
+REPO = Path(__file__).resolve().parents[1]
+AIT = REPO.parent / "shared" / "data" / "ait-ads"
+SCENARIOS = ["fox", "harrison", "russellmitchell", "shaw", "wheeler"]
+HISTORY = {"shaw": "russellmitchell"}  # P2 history: shaw, or russellmitchell for shaw
+TRAINER = {"max_epochs": 30, "enable_progress_bar": False}
+VARIANTS = {
+    "car": ["model=car"],
+    "car-temporal-only": ["model=car", "model.content.enabled=false"],
+    "car-dirichlet": ["model=car", "model.temporal.prior=dirichlet"],
+    "car-ngram2": ["model=car", "model.temporal.prior=ngram", "model.temporal.order=2"],
+    "car-no-prior": ["model=car", "model.ranking.prior=false"],
+    "car-no-patterns": ["model=car", "model.ranking.alpha=0"],
+    "car-no-similarity": ["model=car", "model.ranking.beta=0"],
+    "hpyp": ["model=hpyp"],
+    "ngram": ["model=ngram"],
+    "ape": ["model=ape"],
+    "rarity": ["model=rarity"],
+    "rarity-history": ["model=rarity", "model.counts_from=history"],  # P2 only
+}
+HISTORY_ONLY = {"rarity-history"}
+
+
+def datasets(args: argparse.Namespace) -> list[tuple[str, list[str], bool]]:
+    """(name, data overrides, has history) for every data set asked for; absent files skipped."""
+    out = [(f"sim-seed{s}", ["data=enterprise_sim", "data.n_alerts=20000", f"seed={s}"], False) for s in args.seeds]
+    for scenario in args.scenarios:
+        path = AIT / f"{scenario}_alerts.csv.gz"
+        if not path.exists():
+            print(f"note: {path} is absent, skipping {scenario}")
+            continue
+        if "p1" in args.protocols:
+            out.append((f"{scenario}-p1", ["data=ait_ads", f"data.path={path}"], False))
+        if "p2" in args.protocols:
+            history = AIT / f"{HISTORY.get(scenario, 'shaw')}_alerts.csv.gz"
+            if not history.exists():
+                print(f"note: history {history} is absent, skipping {scenario} P2")
+                continue
+            out.append((f"{scenario}-p2", ["data=ait_ads", f"data.path={path}", f"data.history={history}"], True))
+    return out
+
+
+def config(overrides: list[str]):
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        return compose("train", overrides=["logger=none", *overrides])
+
+
+def run(data_overrides: list[str], variant: list[str], cache: dict) -> dict[str, float]:
+    """Fit and rank one variant on one data set; metrics plus fit+rank seconds."""
+    cfg = config(data_overrides + variant)
+    key = tuple(data_overrides)
+    if key not in cache:
+        cache.clear()  # keep one data set in memory
+        configure(cfg.seed, cfg.threads)
+        cache[key] = load_inputs(cfg.data)
+    table, history = cache[key]
+    configure(cfg.seed, 1)
+    model = build_model(cfg.model)
+    start = time.perf_counter()
+    ranking = model.fit(table.unlabeled(), history.unlabeled() if history is not None else None,
+                        trainer=TRAINER).rank(table.unlabeled())
+    seconds = time.perf_counter() - start
+    return {**evaluate_alerts(table, ranking.scores), "seconds": seconds, "n_alerts": len(table)}
+
+
+def markdown(name: str, rows: dict[str, dict[str, float]]) -> str:
+    kinds = sorted({k.split("/")[0] for m in rows.values() for k in m if "/" in k})
+    head = ["variant"] + [f"{k} {c}" for k in kinds for c in ("AP raw", "AP grouped", "wl@95 raw")] + ["fit+rank s"]
+    lines = [f"### {name}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for variant, m in rows.items():
+        cells = [f"{m[f'{k}/raw/ap']:.3f} | {m[f'{k}/grouped/ap']:.3f} | {m[f'{k}/raw/workload_at_95']:.3f}" for k in kinds]
+        lines.append(f"| {variant} | " + " | ".join(cells) + f" | {m['seconds']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenarios", nargs="*", default=["russellmitchell", "shaw"], choices=SCENARIOS)
+    parser.add_argument("--protocols", nargs="*", default=["p1", "p2"], choices=["p1", "p2"])
+    parser.add_argument("--seeds", nargs="*", type=int, default=[0], help="simulator seeds (none: skip it)")
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--out", type=Path, default=REPO / "experiments" / "ablations.json")
+    args = parser.parse_args()
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    cache: dict = {}
+    for name, data_overrides, has_history in datasets(args):
+        results[name] = {}
+        for variant in args.variants:
+            if variant in HISTORY_ONLY and not has_history:
+                continue
+            results[name][variant] = run(data_overrides, VARIANTS[variant], cache)
+            print(f"  {name} {variant}: {results[name][variant]['seconds']:.1f} s", flush=True)
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
+                                            "results": results}, indent=1))
+        print(markdown(name, results[name]), flush=True)
+
+
+if __name__ == "__main__":
+    main()
