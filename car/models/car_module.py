@@ -116,6 +116,7 @@ class CARModule(L.LightningModule):
             data.tree, self.temporal, k_max=cfg["k_max"], min_support=cfg["min_support"],
             min_lift=cfg["min_lift"], max_patterns=cfg["max_patterns"], score=cfg["score"],
             rarity_weight=cfg["rarity_weight"], max_gap=cfg["max_gap"], times=enc.times, window=window,
+            baseline=cfg["baseline"],
         )
         runs = enc.run_is_batch
         run_occ = pattern_occurrences(

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 
 from car.temporal.context_tree import ContextTree, sequence_positions
@@ -155,17 +156,22 @@ class _GappedCounter:
     """Gapped successions: s_k within max_gap alerts after the prefix occurrence's last step."""
 
     def __init__(self, tree: ContextTree, model: PitmanYorTree, max_gap: int,
-                 times: np.ndarray | None, window: float | None) -> None:
+                 times: np.ndarray | None, window: float | None, per_sequence: bool = False) -> None:
         if window is not None and times is None:
             raise ValueError("a window needs times")
         self.symbols, self.pos = tree.symbols, tree.pos
-        self.times, self.window, self.max_gap = times, window, max_gap
+        self.times, self.window, self.max_gap, self.per_sequence = times, window, max_gap, per_sequence
         self.base, self.n_symbols = tree.base, tree.n_symbols
         with torch.no_grad():
             self.d, self.theta = model.discount().numpy(), model.strength().numpy()
         every = np.arange(len(self.symbols))
-        _, symbol, _ = self._follow(every, every)
+        occ, symbol, _ = self._follow(every, every)
         self.chance = np.bincount(symbol, minlength=self.n_symbols) / max(len(every), 1)
+        # Per-sequence chance rates: how often s follows an alert of that sequence within max_gap.
+        self.seq = np.cumsum(self.pos == 0) - 1
+        seq_len = np.bincount(self.seq)
+        self.seq_key, counts = np.unique(self.seq[occ] * self.base + symbol, return_counts=True)
+        self.seq_chance = counts / seq_len[self.seq_key // self.base]
 
     def _follow(self, first: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(occurrence, symbol, alert) for each symbol's first alert within max_gap after ``last``."""
@@ -182,6 +188,20 @@ class _GappedCounter:
         # np.unique(return_index) keeps the first of each (occurrence, symbol), i.e. the smallest gap.
         _, at = np.unique(occ * self.base + symbol, return_index=True)
         return occ[at], symbol[at], alert[at]
+
+    def _sequence_chance(self, occ: _Occ, row: np.ndarray, symbol: np.ndarray) -> np.ndarray:
+        """Chance rate of each candidate (row, symbol) in the sequences where its prefix occurs:
+        the mean over the prefix's occurrences of the per-sequence rate of ``symbol``, (c,)."""
+        key, n = np.unique(occ.row * (self.seq.max() + 1) + self.seq[occ.first], return_counts=True)
+        per = pd.DataFrame({"row": key // (self.seq.max() + 1), "seq": key % (self.seq.max() + 1), "n": n})
+        cand = pd.DataFrame({"row": row, "symbol": symbol, "c": np.arange(len(row))})
+        both = cand.merge(per, on="row")
+        look = both["seq"].to_numpy() * self.base + both["symbol"].to_numpy()
+        at = np.minimum(np.searchsorted(self.seq_key, look), len(self.seq_key) - 1)
+        rate = np.where(self.seq_key[at] == look, self.seq_chance[at], 0.0)
+        total = np.bincount(both["c"], weights=both["n"] * rate, minlength=len(row))
+        q0 = total / np.bincount(occ.row, minlength=row.max(initial=-1) + 1)[row]
+        return np.maximum(q0, self.chance[symbol] * 1e-3)
 
     def first(self, min_support: int) -> tuple[np.ndarray, _Occ]:
         symbols = np.flatnonzero(np.bincount(self.symbols, minlength=self.n_symbols) >= min_support)
@@ -205,7 +225,7 @@ class _GappedCounter:
         n_occ = np.bincount(occ.row, minlength=m)[row]
         depth = min(k, len(self.d) - 1)
         d, theta = self.d[depth], self.theta[depth]
-        q0 = self.chance[symbol]
+        q0 = self._sequence_chance(occ, row, symbol) if self.per_sequence else self.chance[symbol]
         # Pitman-Yor rule on the binary outcome "followed by s" (always seen here) or "not" (seen
         # unless every occurrence is followed), with base rate q0.
         n_types = 1 + (support < n_occ)
@@ -228,6 +248,7 @@ def find_patterns(
     window: float | None = None,
     beam: int = 5000,
     suppress_subpatterns: bool = True,
+    baseline: str = "global",
 ) -> list[Pattern]:
     """Breadth-first search for patterns of 2..k_max steps, best dependency first.
 
@@ -241,10 +262,13 @@ def find_patterns(
     gapped successions (module doc). times (n,) seconds, aligned with the tree's alerts, and
     window (seconds) bound an occurrence's span (gapped only). score, rarity_weight: see
     `dependency_scores`. suppress_subpatterns: drop a pattern that is an ordered subsequence of a
-    better-scored kept one (its sub-steps add no scenario). Support = the pattern's number of
+    better-scored kept one (its sub-steps add no scenario). baseline (gapped only): the chance
+    rate a lift is relative to: ``global`` (all sequences) or ``sequence`` (the sequences where
+    the prefix occurs, so that a host's own routine is not mistaken for dependency). Support = the pattern's number of
     occurrences as `pattern_occurrences` counts them with the same max_gap and window.
     """
-    counter = _TreeCounter(tree, model) if max_gap == 1 else _GappedCounter(tree, model, max_gap, times, window)
+    counter = (_TreeCounter(tree, model) if max_gap == 1
+               else _GappedCounter(tree, model, max_gap, times, window, baseline == "sequence"))
     symbols, occ = counter.first(min_support)
     prefixes = symbols[:, None]
     conds, lifts = np.zeros((len(symbols), 0)), np.zeros((len(symbols), 0))

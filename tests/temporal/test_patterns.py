@@ -149,3 +149,24 @@ def test_rarity_weight_demotes_frequent_routine():
                          suppress_subpatterns=False)
     assert dependency(plain, routine) > dependency(plain, attack)
     assert dependency(rare, routine) < dependency(rare, attack)
+
+
+def test_sequence_baseline_ignores_a_hosts_own_routine():
+    """Two 'domain controllers' draw only from their own types 45..49 in random order: those
+    types follow each other there by chance, yet are rare overall. Against the global chance
+    rate that looks like dependency; against the rate in the prefix's own sequences it does not."""
+    attack = (20, 21, 22)
+    symbols, sequence = noisy_sequences(7, [(attack, 10)], n_seq=12)
+    rng = np.random.default_rng(7)
+    for host in (0, 1):
+        symbols[sequence == host] = rng.integers(45, 50, (sequence == host).sum())
+    tree, model = fitted(symbols, sequence)
+
+    def routine_in_top(baseline):
+        found = find_patterns(tree, model, baseline=baseline, max_patterns=10)
+        return [p.symbols for p in found if all(s >= 45 for s in p.symbols)]
+
+    assert routine_in_top("global"), "the global baseline is fooled by the hosts' routine"
+    assert not routine_in_top("sequence")
+    found = find_patterns(tree, model, baseline="sequence", max_patterns=10)
+    assert recall([attack], found) == 1
