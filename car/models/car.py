@@ -91,8 +91,8 @@ def _pattern_table(ranked: RankedAlerts, enc: EncodedAlerts, alerts: AlertTable,
     batch_rows = enc.batch_row[enc.is_batch]
     frame = alerts.alerts
     occ_entities = frame["entity"].to_numpy()[batch_rows[occ.occ_first]]
-    first_t = frame["time"].to_numpy()[batch_rows[occ.occ_first]]
-    last_t = frame["time"].to_numpy()[batch_rows[occ.occ_last]]
+    times = frame["time"].to_numpy(dtype="datetime64[ns]")
+    first_t, last_t = times[batch_rows[occ.occ_first]], times[batch_rows[occ.occ_last]]
     per = pd.DataFrame({"p": occ.occ_pattern, "entity": occ_entities, "first": first_t, "last": last_t})
     grouped = per.groupby("p").agg(entities=("entity", lambda e: ";".join(sorted(set(e))[:20])),
                                    first_time=("first", "min"), last_time=("last", "max"))

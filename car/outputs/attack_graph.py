@@ -24,7 +24,7 @@ def attack_graph(
     if steps.empty:
         return graph
     steps["node"] = [f"{e} | {t}" for e, t in zip(entity[steps["alert"]], types[steps["alert"]])]
-    steps["time"] = times.to_numpy()[steps["alert"]]
+    steps["time"] = times.to_numpy(dtype="datetime64[ns]")[steps["alert"]]
     steps["pattern"] = pattern_id[steps["pattern"]]
     for node, group in steps.groupby("node", sort=True):
         a = group["alert"].iloc[0]
