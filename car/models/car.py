@@ -69,7 +69,8 @@ def to_ranking(ranked: RankedAlerts, enc: EncodedAlerts, alerts: AlertTable, gra
     graph = attack_graph(frame["entity"].to_numpy(), frame["type"].to_numpy(), frame["time"], occ, pattern_id, graph_top)
     return Ranking(
         scores=scores,
-        columns={"temporal_score": temporal, "content_score": content, "pattern_id": best},
+        columns={"temporal_score": temporal, "content_score": content, "pattern_id": best,
+                 "why": explanations(alerts, enc, best, content, patterns)},
         patterns=patterns,
         pattern_alerts=np.column_stack([rows[occ.alert_idx], pattern_id[occ.pattern_idx]]),
         graph=graph,
@@ -108,4 +109,32 @@ def _pattern_table(ranked: RankedAlerts, enc: EncodedAlerts, alerts: AlertTable,
     }).join(grouped)
     table["first_time"] = pd.to_datetime(table["first_time"], utc=True)
     table["last_time"] = pd.to_datetime(table["last_time"], utc=True)
-    return table.sort_values("rank").reset_index(drop=True)[PATTERN_COLUMNS]
+    table["next_steps"] = ["; ".join(f"{types[s]} ({p:.2f})" for s, p in steps) for steps in ranked.next_steps]
+    return table.sort_values("rank").reset_index(drop=True)[[*PATTERN_COLUMNS, "next_steps"]]
+
+
+def explanations(alerts: AlertTable, enc: EncodedAlerts, pattern_id: pd.array, content: np.ndarray,
+                 patterns: pd.DataFrame, anomalous: float = 0.99) -> np.ndarray:
+    """A plain-words reason per alert (n,), from the model's own terms: the pattern the alert
+    is a step of, how often its type occurs (history included), and whether its attribute
+    combination is among the most anomalous (content score at or above the ``anomalous``
+    quantile)."""
+    frame = alerts.alerts
+    type_counts = pd.Series(np.bincount(enc.codes[:, 1], minlength=enc.n_symbols), index=enc.vocab["type"])
+    total = len(enc.codes)
+    why = ("type " + frame["type"] + " seen " + frame["type"].map(type_counts).map("{:,}".format)
+           + f" times in {total:,} alerts")
+    if len(patterns):
+        steps = pd.Series(patterns["steps"].to_numpy(), index=patterns["pattern_id"].to_numpy())
+        has = ~pattern_id.isna()
+        ids = pattern_id[has].to_numpy(dtype=np.int64)
+        step_text = steps.loc[ids].to_numpy()
+        position = [f"step {seq.split(' > ').index(t) + 1}" if t in seq.split(" > ") else "part"
+                    for seq, t in zip(step_text, frame["type"].to_numpy()[has])]
+        lead = pd.Series([f"{p} of pattern {i} ({seq}) on {e}; " for p, i, seq, e in
+                          zip(position, ids, step_text, frame["entity"].to_numpy()[has])], index=frame.index[has])
+        why = lead.reindex(frame.index, fill_value="") + why
+    if len(content) > 1 and np.ptp(content) > 0:
+        rare = content >= np.quantile(content, anomalous)
+        why = why.where(~rare, why + f"; attribute combination in the top {100 * (1 - anomalous):.0f}% most unusual")
+    return why.to_numpy()

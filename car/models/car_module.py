@@ -39,15 +39,19 @@ SCORES = ("collaborative", "temporal", "content")
 class RankedAlerts:
     """What predict returns, over the batch alerts in encoded (sequence, time) order.
 
-    scores, temporal, content: (n_batch,); patterns: found patterns; pattern_scores (L,);
-    occurrences: of the patterns in the batch (alert indices into the batch arrays).
-    A plain class on purpose: Lightning would try to move a dataclass's fields to a device.
+    scores, temporal, content, rarity: (n_batch,); patterns: found patterns;
+    pattern_scores (L,); occurrences: of the patterns in the batch (alert indices into the
+    batch arrays); next_steps: per pattern, the likeliest next types (symbol, probability)
+    after its latest occurrence. A plain class on purpose: Lightning would try to move a
+    dataclass's fields to a device.
     """
 
-    def __init__(self, scores: np.ndarray, temporal: np.ndarray, content: np.ndarray, patterns: list[Pattern],
-                 pattern_scores: np.ndarray, occurrences: Occurrences) -> None:
-        self.scores, self.temporal, self.content = scores, temporal, content
+    def __init__(self, scores: np.ndarray, temporal: np.ndarray, content: np.ndarray, rarity: np.ndarray,
+                 patterns: list[Pattern], pattern_scores: np.ndarray, occurrences: Occurrences,
+                 next_steps: list[list[tuple[int, float]]]) -> None:
+        self.scores, self.temporal, self.content, self.rarity = scores, temporal, content, rarity
         self.patterns, self.pattern_scores, self.occurrences = patterns, pattern_scores, occurrences
+        self.next_steps = next_steps
 
 
 class CARModule(L.LightningModule):
@@ -123,12 +127,32 @@ class CARModule(L.LightningModule):
             found, enc.symbols[runs], enc.sequence[runs], enc.times[runs], window=window, max_gap=cfg["max_gap"],
         )
         occ = runs_to_alerts(run_occ, np.cumsum(runs)[alert_run] - 1)
-        if self.hparams.score == "temporal":
-            return RankedAlerts(temporal, temporal, content, found, np.zeros(len(found)), occ)
-        if self.hparams.score == "content":
-            return RankedAlerts(content, temporal, content, found, np.zeros(len(found)), occ)
-        t, u = self._solve(data, tuple_of, rarity, content, found, occ)
-        return RankedAlerts(t, temporal, content, found, u, occ)
+        next_steps = self._next_steps(data, np.flatnonzero(runs), run_occ)
+        if self.hparams.score == "collaborative":
+            scores, pattern_scores = self._solve(data, tuple_of, rarity, content, found, occ)
+        else:
+            scores = temporal if self.hparams.score == "temporal" else content
+            pattern_scores = np.array([pat.dependency for pat in found], dtype=np.float64)
+        return RankedAlerts(scores, temporal, content, rarity, found, pattern_scores, occ, next_steps)
+
+    def _next_steps(self, data: AlertDataModule, batch_runs: np.ndarray, run_occ: Occurrences,
+                    top: int = 3) -> list[list[tuple[int, float]]]:
+        """Per pattern, the ``top`` likeliest next types after the context that ends its latest
+        occurrence (the tree's predictive distribution; the unseen slot is left out)."""
+        tree, depth = data.tree, self.temporal.depth
+        out = []
+        for pattern in range(len(run_occ.count)):
+            last = run_occ.occ_last[run_occ.occ_pattern == pattern]
+            if not len(last):
+                out.append([])
+                continue
+            ends = batch_runs[last]
+            end = ends[np.argmax(data.encoded.times[ends])]
+            start = max(end - depth + 1, end - tree.pos[end])
+            probs = self.temporal.predict(tree, tree.symbols[start:end + 1].tolist())[:-1].numpy()
+            best = np.argsort(-probs, kind="stable")[:top]
+            out.append([(int(s), float(probs[s])) for s in best])
+        return out
 
     def _solve(self, data: AlertDataModule, tuple_of: np.ndarray, rarity: np.ndarray, content: np.ndarray,
                found: list[Pattern], occ: Occurrences) -> tuple[np.ndarray, np.ndarray]:
@@ -139,6 +163,10 @@ class CARModule(L.LightningModule):
             sim = knn_similarity(self.content, data.tuples, tuple_of, k=cfg["neighbours"])
         graph = build_graph(n, len(found), occ.alert_idx, occ.pattern_idx, *sim)
         p = np.array([pat.dependency for pat in found], dtype=np.float64)
+        if cfg["size_weighted"]:
+            # -p.u rewards a pattern once; weighting by its alerts makes the bonus an alert
+            # gets from its pattern independent of how many alerts share it.
+            p = p * np.bincount(occ.pattern_idx, minlength=len(found))
         q = prior_scores(rarity, content if self.content is not None else None, cfg["content_prior"]) if cfg["prior"] else None
         params = RankingParams(
             alpha=cfg["alpha"], beta=cfg["beta"] if sim[0] is not None else 0.0,

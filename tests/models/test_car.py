@@ -38,7 +38,7 @@ def sim():
 def test_car_on_simulator_writes_scores_patterns_and_graph(sim):
     ranking = model_from_config("model=car").fit(sim.unlabeled(), trainer=FAST).rank(sim.unlabeled())
     assert ranking.scores.shape == (len(sim),) and np.isfinite(ranking.scores).all()
-    assert set(ranking.columns) == {"temporal_score", "content_score", "pattern_id"}
+    assert set(ranking.columns) == {"temporal_score", "content_score", "pattern_id", "why"}
     patterns = ranking.patterns
     assert len(patterns) > 0 and patterns["rank"].tolist() == list(range(1, len(patterns) + 1))
     assert patterns["score"].is_monotonic_decreasing
@@ -125,3 +125,21 @@ def test_pattern_search_finds_planted_campaigns_on_the_simulator():
     precision = np.mean([any(is_subsequence(q, t) for t in templates) for q in top])
     assert found >= 2
     assert precision >= 0.25
+
+
+def test_patterns_carry_next_steps_and_alerts_carry_reasons(sim):
+    ranking = model_from_config("model=car").fit(sim.unlabeled(), trainer=FAST).rank(sim.unlabeled())
+    types = set(sim.alerts["type"])
+    for cell in ranking.patterns["next_steps"]:
+        predicted = [part.rsplit(" (", 1) for part in cell.split("; ")]
+        assert all(t in types and 0.0 < float(p.rstrip(")")) <= 1.0 for t, p in predicted)
+        probs = [float(p.rstrip(")")) for _, p in predicted]
+        assert probs == sorted(probs, reverse=True)
+    why = ranking.columns["why"]
+    assert why.shape == (len(sim),)
+    ids = ranking.columns["pattern_id"]
+    in_pattern = np.flatnonzero(~ids.isna())
+    assert all(f"of pattern {int(ids[i])} (" in why[i] for i in in_pattern)
+    counts = sim.alerts["type"].value_counts()
+    row = 0
+    assert f"seen {counts[sim.alerts['type'][row]]:,} times in {len(sim):,} alerts" in why[row]
