@@ -327,10 +327,15 @@ def planted_patterns(seed: int = 0, **options) -> list[tuple[str, ...]]:
 
 
 def load_enterprise_sim(path: str | None = None, **options) -> AlertTable:
-    """Simulated alerts as an AlertTable (``path`` is ignored: alerts are generated).
+    """Simulated alerts as an AlertTable; alerts are generated, so ``path`` must be None.
 
     Entity = host, type = alert type, attributes ``ATTRIBUTES``; labels ``LABEL_COLUMNS``.
     """
+    if path is not None:
+        raise DataError(
+            f"data=enterprise_sim generates its alerts and reads no file ({path}); unset data.path and "
+            "data.history, or write a simulation with `car simulate --out FILE` and load it with data=csv"
+        )
     frame = simulate_enterprise(**options).alerts
     return build_alert_table(
         frame[["time", "host", "type", *ATTRIBUTES]],

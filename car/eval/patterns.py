@@ -13,9 +13,11 @@ def label_patterns(patterns: pd.DataFrame, pattern_alerts: np.ndarray | None, ta
 
     pattern_alerts: (nnz, 2) pairs (alert row, pattern_id) of the occurrence matrix.
     """
-    if pattern_alerts is None or not len(patterns) or not table.label_kinds:
-        return patterns
     out = patterns.copy()
+    if pattern_alerts is None or not len(patterns):
+        for kind in table.label_kinds:
+            out[f"precision_{kind}"] = pd.Series(dtype=np.float64)
+        return out
     rows, ids = pattern_alerts[:, 0], pattern_alerts[:, 1]
     size = np.bincount(ids, minlength=int(out["pattern_id"].max()) + 1).astype(np.float64)
     for kind in table.label_kinds:

@@ -14,7 +14,7 @@ from car.alerts import AlertTable
 
 PATTERN_COLUMNS = [
     "rank", "pattern_id", "score", "dependency", "steps", "occurrences",
-    "entities", "first_time", "last_time", "alert_count",
+    "entities", "first_time", "last_time", "alert_count", "next_steps",
 ]
 
 

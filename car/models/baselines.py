@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from car.alerts import AlertTable
+from car.errors import ConfigError
 from car.models.base import AlertRanker, Ranking
 
 
@@ -23,13 +24,13 @@ class Rarity(AlertRanker):
 
     def __init__(self, counts_from: str = "input") -> None:
         if counts_from not in {"input", "history", "both"}:
-            raise ValueError(f"model.counts_from={counts_from!r}: use input, history or both")
+            raise ConfigError(f"model.counts_from={counts_from!r}: use input, history or both")
         self.counts_from = counts_from
         self.counts: pd.Series | None = None
 
     def fit(self, alerts: AlertTable, history: AlertTable | None = None, trainer: dict[str, Any] | None = None) -> Rarity:
         if self.counts_from != "input" and history is None:
-            raise ValueError(f"model.counts_from={self.counts_from} needs data.history=<path>")
+            raise ConfigError(f"model.counts_from={self.counts_from} needs data.history=<path>")
         parts = {
             "input": [alerts],
             "history": [history],

@@ -110,7 +110,7 @@ def _pattern_table(ranked: RankedAlerts, enc: EncodedAlerts, alerts: AlertTable,
     table["first_time"] = pd.to_datetime(table["first_time"], utc=True)
     table["last_time"] = pd.to_datetime(table["last_time"], utc=True)
     table["next_steps"] = ["; ".join(f"{types[s]} ({p:.2f})" for s, p in steps) for steps in ranked.next_steps]
-    return table.sort_values("rank").reset_index(drop=True)[[*PATTERN_COLUMNS, "next_steps"]]
+    return table.sort_values("rank").reset_index(drop=True)[PATTERN_COLUMNS]
 
 
 def explanations(alerts: AlertTable, enc: EncodedAlerts, pattern_id: pd.array, content: np.ndarray,
@@ -129,12 +129,17 @@ def explanations(alerts: AlertTable, enc: EncodedAlerts, pattern_id: pd.array, c
         has = ~pattern_id.isna()
         ids = pattern_id[has].to_numpy(dtype=np.int64)
         step_text = steps.loc[ids].to_numpy()
-        position = [f"step {seq.split(' > ').index(t) + 1}" if t in seq.split(" > ") else "part"
-                    for seq, t in zip(step_text, frame["type"].to_numpy()[has])]
+        position = [_step_of(seq, t) for seq, t in zip(step_text, frame["type"].to_numpy()[has])]
         lead = pd.Series([f"{p} of pattern {i} ({seq}) on {e}; " for p, i, seq, e in
                           zip(position, ids, step_text, frame["entity"].to_numpy()[has])], index=frame.index[has])
         why = lead.reindex(frame.index, fill_value="") + why
     if len(content) > 1 and np.ptp(content) > 0:
-        rare = content >= np.quantile(content, anomalous)
-        why = why.where(~rare, why + f"; attribute combination in the top {100 * (1 - anomalous):.0f}% most unusual")
+        rare = content > np.quantile(content, anomalous)
+        why = why.where(~rare, why + f"; attribute combination more unusual than {100 * anomalous:.0f}% of alerts")
     return why.to_numpy()
+
+
+def _step_of(steps: str, alert_type: str) -> str:
+    """``step 2`` (or ``step 1 or 3`` where the type repeats) of ``alert_type`` in ``A > B > C``."""
+    at = [str(i + 1) for i, s in enumerate(steps.split(" > ")) if s == alert_type]
+    return f"step {' or '.join(at)}"
