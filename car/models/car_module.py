@@ -18,7 +18,7 @@ import torch
 
 from car.content.ape import EntityEmbedding
 from car.content.similarity import knn_similarity
-from car.data.datamodule import AlertDataModule
+from car.data.datamodule import AlertDataModule, EncodedAlerts
 from car.ranking.collaborative import RankingParams, build_graph, collaborative_rank
 from car.temporal.context_tree import ChainCounts
 from car.temporal.patterns import Occurrences, Pattern, find_patterns, pattern_occurrences
@@ -111,7 +111,7 @@ class CARModule(L.LightningModule):
         enc, batch = data.encoded, data.encoded.is_batch
         alert_run = enc.run_of[batch]
         temporal = self.temporal.surprise(data.tree)[alert_run]
-        rarity = type_rarity(enc.codes[:, 1], enc.n_symbols)[batch]
+        rarity = self._rarity(enc)
         tuple_of = data.tuple_of[batch]
         content = self.content.anomaly(data.tuples)[tuple_of] if self.content is not None else np.zeros(len(temporal))
         cfg = self.hparams.patterns
@@ -134,6 +134,18 @@ class CARModule(L.LightningModule):
             scores = temporal if self.hparams.score == "temporal" else content
             pattern_scores = np.array([pat.dependency for pat in found], dtype=np.float64)
         return RankedAlerts(scores, temporal, content, rarity, found, pattern_scores, occ, next_steps)
+
+    def _rarity(self, enc: EncodedAlerts) -> np.ndarray:
+        """Type rarity of the batch alerts, counted over ``ranking.rarity_from``: ``all`` alerts,
+        the ``history`` only (novelty: types unseen before rank first), or ``both`` (the mean of
+        the two rank-normalised rarities); without history all three are the same."""
+        source = self.hparams.ranking["rarity_from"]
+        types, batch = enc.codes[:, 1], enc.is_batch
+        overall = type_rarity(types, enc.n_symbols)[batch]
+        if source == "all" or batch.all():
+            return overall
+        past = type_rarity(types[~batch], enc.n_symbols, at=types[batch])
+        return past if source == "history" else (_percentile(overall) + _percentile(past)) / 2
 
     def _next_steps(self, data: AlertDataModule, batch_runs: np.ndarray, run_occ: Occurrences,
                     top: int = 3) -> list[list[tuple[int, float]]]:
@@ -188,10 +200,11 @@ def runs_to_alerts(occ: Occurrences, alert_run: np.ndarray) -> Occurrences:
     )
 
 
-def type_rarity(types: np.ndarray, n_types: int) -> np.ndarray:
-    """-log smoothed frequency of each alert's type among all alerts (history included), (n,)."""
+def type_rarity(types: np.ndarray, n_types: int, at: np.ndarray | None = None) -> np.ndarray:
+    """-log add-one smoothed frequency among ``types`` of each type in ``at`` (default: ``types``)."""
     counts = np.bincount(types, minlength=n_types).astype(np.float64)
-    return -np.log((counts[types] + 1.0) / (len(types) + n_types + 1.0))
+    at = types if at is None else at
+    return -np.log((counts[at] + 1.0) / (len(types) + n_types + 1.0))
 
 
 def prior_scores(rarity: np.ndarray, content: np.ndarray | None, content_weight: float) -> np.ndarray:
