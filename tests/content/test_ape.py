@@ -15,14 +15,6 @@ CICIDS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cicid
 CICIDS_AUC_FLOOR = 0.90  # measured 0.946 at seed 0 (0.921-0.964 over seeds 0-5)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small models gain nothing from threads, and on a busy machine threads thrash."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
     """Rank-based ROC-AUC (Mann-Whitney U, ties averaged); higher score = more positive."""

@@ -2,17 +2,9 @@
 
 import numpy as np
 import pytest
-import torch
 
 from car.content import EntityEmbedding, fit_ape, knn_similarity, tuple_knn, unique_tuples
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def dense_similarity(model: EntityEmbedding, tuples: np.ndarray) -> np.ndarray:

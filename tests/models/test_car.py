@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
@@ -15,13 +14,6 @@ from conftest import REPO, shared_file
 
 FAST = {"max_epochs": 5}
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def model_from_config(*overrides: str):

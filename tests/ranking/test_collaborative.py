@@ -15,14 +15,6 @@ N, L = 30, 5
 TIGHT = dict(tol=1e-12, cg_tol=1e-13)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: thread hand-offs would dominate the hundreds of block sweeps."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def random_inputs(seed: int, n: int = N, n_patterns: int = L, density: float = 0.15):
     """Random binary F, symmetric Sim (both directions), p and q in [0, 1]."""
