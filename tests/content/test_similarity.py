@@ -6,7 +6,6 @@ import pytest
 from car.content import EntityEmbedding, fit_ape, knn_similarity, tuple_knn, unique_tuples
 
 
-
 def dense_similarity(model: EntityEmbedding, tuples: np.ndarray) -> np.ndarray:
     """Reference Sim (u, u): mean over attributes of (1 + cos) / 2, zero vectors count cos 0."""
     v = model.vectors(tuples).detach().numpy().astype(np.float64)

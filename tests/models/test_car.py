@@ -15,7 +15,6 @@ from conftest import REPO, shared_file
 FAST = {"max_epochs": 5}
 
 
-
 def model_from_config(*overrides: str):
     with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
         cfg = compose("train", overrides=list(overrides))

@@ -15,7 +15,6 @@ N, L = 30, 5
 TIGHT = dict(tol=1e-12, cg_tol=1e-13)
 
 
-
 def random_inputs(seed: int, n: int = N, n_patterns: int = L, density: float = 0.15):
     """Random binary F, symmetric Sim (both directions), p and q in [0, 1]."""
     rng = np.random.default_rng(seed)
