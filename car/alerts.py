@@ -155,7 +155,8 @@ def build_alert_table(
             "alert_id": ids[bad],
             "source": where[bad].to_numpy(),
             "reason": reasons[bad].to_numpy(),
-            "raw": raw[bad].astype(str).agg(",".join, axis=1).str.slice(0, 500).to_numpy()
+            "raw": raw[bad].drop(columns="alert_id", errors="ignore").astype(str).agg(",".join, axis=1)
+            .str.slice(0, 500).to_numpy()
             if bad.any()
             else [],
         }
@@ -173,12 +174,21 @@ def build_alert_table(
     if n_input is not None and table.n_input != n_input:
         raise AssertionError(f"{name}: {table.n_input} rows accounted for, {n_input} read")
     if len(table) == 0:
+        first = table.rejected["reason"].iloc[0] if len(table.rejected) else "file has no rows"
         raise DataError(
-            f"{name}: no usable alerts ({len(table.rejected)} rejected, first reason: "
-            f"{table.rejected['reason'].iloc[0] if len(table.rejected) else 'file has no rows'}); "
-            "check the file and the data.* column settings"
+            f"{name}: no usable alerts ({len(table.rejected)} rejected, first reason: {first}); {_fix(first)}"
         )
     return table
+
+
+def _fix(reason: str) -> str:
+    """The fix to suggest when every row was rejected, for the first rejection reason."""
+    if "time in column" in reason:
+        return (
+            "check data.columns.time and data.time_unit (auto, s, ms or iso; epoch times must fall "
+            f"in {_TIME_MIN.year}..{_TIME_MAX.year})"
+        )
+    return "check the file and the data.* column settings"
 
 
 def _text(col: pd.Series) -> pd.Series:

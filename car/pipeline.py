@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import random
 import time
@@ -25,20 +26,49 @@ from car.outputs.ranked import ranked_alerts, ranked_patterns
 from car.outputs.tracking import Tracker
 
 log = logging.getLogger(__name__)
+OUTPUT_FILES = (
+    "ranked_alerts.csv", "ranked_patterns.csv", "rejected_alerts.csv", "rejected_history.csv",
+    "metrics.json", "attack_graph.graphml",
+)
 
 
 def configure(seed: int, threads: int) -> None:
     """Seed every generator and set torch's thread count before any work."""
-    torch.set_num_threads(int(threads))
+    seed, threads = _whole("seed", seed, 0), _whole("threads", threads, 1)
+    torch.set_num_threads(threads)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
 
 
-def build_model(model_cfg: DictConfig) -> AlertRanker:
-    """Instantiate the configured ranker; a bad option becomes a one-line ConfigError."""
+def _whole(key: str, value: Any, low: int) -> int:
+    """``value`` as an int of at least ``low``, else a ConfigError naming ``key``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{key}={value!r} must be a whole number >= {low}, e.g. {key}={low}")
+    return value
+
+
+def model_class(target: Any) -> type[AlertRanker]:
+    """The class ``model._target_`` names; it must be an AlertRanker (checked before anything runs)."""
+    module, _, name = str(target).rpartition(".")
     try:
-        model = instantiate(model_cfg)
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ConfigError(f"model._target_={target} cannot be imported ({err}); choose model=car|rarity|hpyp|ngram|ape") from None
+    if not (isinstance(cls, type) and issubclass(cls, AlertRanker)):
+        raise ConfigError(f"model._target_={target} is not an AlertRanker; choose model=car|rarity|hpyp|ngram|ape")
+    return cls
+
+
+def build_model(model_cfg: DictConfig) -> AlertRanker:
+    """Instantiate the configured ranker; a bad option becomes a one-line ConfigError.
+
+    Only an AlertRanker subclass is called (checked before instantiation); nested
+    ``_target_`` keys reach the model as plain config and are never instantiated.
+    """
+    model_class(model_cfg.get("_target_"))
+    try:
+        model = instantiate(model_cfg, _recursive_=False)
     except InstantiationException as err:
         cause = err.__cause__ or err
         raise ConfigError(f"model config {model_cfg.get('_target_')}: {cause}".splitlines()[0]) from None
@@ -72,6 +102,8 @@ def write_outputs(out_dir: Path, table: AlertTable, ranking: Ranking, history: A
         files.append(write_json(metrics, out_dir / "metrics.json"))
     if ranking.graph is not None:
         files.append(write_graphml(ranking.graph, out_dir / "attack_graph.graphml"))
+    for stale in set(OUTPUT_FILES) - {f.name for f in files}:  # a previous run's, into the same folder
+        (out_dir / stale).unlink(missing_ok=True)
     return files
 
 

@@ -52,6 +52,6 @@ def _with_raw(result: dict[str, Any], core: list[list[str]]) -> Mapping[str, Any
         return result
     try:
         eve = json.loads(raw)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON, an over-long number or too deep: no EVE fields
         return result
     return ChainMap(result, eve) if isinstance(eve, dict) else result

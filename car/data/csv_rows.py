@@ -3,7 +3,8 @@
 Every non-blank line after the header is an input row; a row whose field count differs
 from the header's is rejected with its line number. The fast path finds record bounds
 and field counts with numpy (quote-aware) and lets pandas' C parser read the good rows;
-when the two disagree (unusual quoting) the ``csv`` module reads the file instead.
+when the two disagree (unusual quoting, bare CR line ends) the ``csv`` module reads the file
+instead. A quoted field never closed is an error: it would swallow the rest of the file.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from car.data.schema import Parsed
 
 QUOTE = ord('"')
 NEWLINE = ord("\n")
+_END = "\ufdd0end of file\ufdd0"  # Unicode noncharacters: never in real alert text
 
 
 @dataclass
@@ -48,7 +50,7 @@ def read_csv_rows(data: bytes, source: str, delimiter: str = ",") -> CsvRows:
     delimiter = _check_delimiter(delimiter)
     name = source.rsplit("/", 1)[-1]
     if not data:
-        raise DataError(f"{name}: empty file; it needs a header line and data rows")
+        raise _empty(source)
     check_utf8(data, name)
     rows = _fast(data, source, delimiter)
     return rows if rows is not None else _slow(data, source, delimiter)
@@ -90,14 +92,18 @@ def _blank(data: bytes, b: np.ndarray, starts: np.ndarray, stops: np.ndarray, de
 
 def _fast(data: bytes, source: str, delimiter: str) -> CsvRows | None:
     """Rows via numpy bounds + pandas, or None when pandas or csv disagree with the bounds."""
+    if data.count(b'"') % 2:
+        return None  # a quote in mid-field or one never closed: the numpy bounds would be wrong
     rec = _records(data, delimiter)
     filled = np.flatnonzero(~rec.blank)
     if len(filled) == 0:
-        raise DataError(f"{_name(source)}: empty file; it needs a header line and data rows")
+        raise _empty(source)
     head, rows = filled[0], filled[1:]
     header = _header(data[rec.starts[head] : rec.stops[head]], delimiter)
+    if header is None:
+        return None
     if len(rows) == 0:
-        raise DataError(f"{_name(source)}: header only, no data rows")
+        raise _header_only(source)
     good = rec.counts[rows] == len(header)
     frame = _pandas(data, rec, np.concatenate([[head], rows[good]]), header, delimiter)
     if rec.counts[head] != len(header) or frame is None or len(frame) != good.sum():
@@ -107,10 +113,18 @@ def _fast(data: bytes, source: str, delimiter: str) -> CsvRows | None:
     for i in ids[~good]:
         start, stop, count = rec.starts[rows[i]], rec.stops[rows[i]], rec.counts[rows[i]]
         text = data[start:stop].decode("utf-8", errors="replace").rstrip("\r")
-        if [len(r) for r in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)] != [count]:
-            return None  # a quote in mid-field: the numpy bounds are wrong here
+        if _field_counts(text, delimiter) != [count]:
+            return None  # a quote in mid-field or a bare CR line end: the numpy bounds are wrong here
         parsed.reject(int(i), int(rec.lines[rows[i]]), f"expected {len(header)} fields, found {count}", text)
     return CsvRows(frame, parsed, header)
+
+
+def _field_counts(text: str, delimiter: str) -> list[int]:
+    """Field count of each record the csv module finds in ``text`` ([] if it cannot read it)."""
+    try:
+        return [len(r) for r in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)]
+    except csv.Error:
+        return []
 
 
 def _pandas(
@@ -134,11 +148,19 @@ def _pandas(
 def _slow(data: bytes, source: str, delimiter: str) -> CsvRows:
     """Rows via the csv module, record by record (exact for any quoting)."""
     text = decode(data, _name(source))
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    header, records, parsed, line = None, [], Parsed(source), 1
+    # Lines are counted at LF as in the fast path (a CR alone ends a record, not a line), or at
+    # CR in a file without any LF.
+    eol = "\n" if "\n" in text else "\r"
+    # A sentinel line after the data: a quoted field left open swallows it, which csv accepts silently.
+    text += ("" if text.endswith(("\n", "\r")) else "\n") + _END + "\n"
+    lines = _CountedLines(text, eol)
+    reader = csv.reader(lines, delimiter=delimiter)
+    header, records, parsed, line, start, row = None, [], Parsed(source), 1, 1, []
     try:
         for row in reader:
-            start, line = line, reader.line_num + 1
+            start, line = line, lines.ends + 1
+            if row == [_END]:
+                break
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
             if header is None:
@@ -152,19 +174,43 @@ def _slow(data: bytes, source: str, delimiter: str) -> CsvRows:
     except csv.Error as err:
         name = _name(source)
         raise DataError(f"{name}:{line}: {err}; check the file's quoting and data.delimiter") from None
+    if row != [_END]:
+        raise DataError(
+            f"{_name(source)}:{start}: a quoted field opened in this record is never closed, so the rest of "
+            'the file would be one field; close the quote (a quote inside a quoted field is written "")'
+        )
     if header is None:
-        raise DataError(f"{_name(source)}: empty file; it needs a header line and data rows")
+        raise _empty(source)
     if parsed.n_input == 0:
-        raise DataError(f"{_name(source)}: header only, no data rows")
+        raise _header_only(source)
     columns = list(zip(*records)) if records else [()] * len(header)
     frame = pd.DataFrame({h: pd.Series(c, dtype=str) for h, c in zip(header, columns)})
     return CsvRows(frame, parsed, header)
 
 
-def _header(raw: bytes, delimiter: str) -> list[str]:
-    """Header fields, made unique like pandas does (``a``, ``a.1``)."""
+class _CountedLines:
+    """The lines of a text for csv.reader, counting the line ends ``eol`` read so far."""
+
+    def __init__(self, text: str, eol: str) -> None:
+        self.lines, self.eol, self.ends = io.StringIO(text, newline=""), eol, 0
+
+    def __iter__(self) -> _CountedLines:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self.lines)
+        self.ends += line.endswith(self.eol)
+        return line
+
+
+def _header(raw: bytes, delimiter: str) -> list[str] | None:
+    """Header fields, made unique like pandas does (``a``, ``a.1``); None if csv cannot read the
+    line (e.g. bare CR line ends: then the numpy bounds are wrong)."""
     text = raw.decode("utf-8-sig", errors="replace").rstrip("\r")
-    return _unique(next(csv.reader([text], delimiter=delimiter)))
+    try:
+        return _unique(next(csv.reader([text], delimiter=delimiter)))
+    except csv.Error:
+        return None
 
 
 def _unique(names: list[str]) -> list[str]:
@@ -175,6 +221,14 @@ def _unique(names: list[str]) -> list[str]:
         seen[name] = k + 1
         out.append(name if k == 0 else f"{name}.{k}")
     return out
+
+
+def _empty(source: str) -> DataError:
+    return DataError(f"{_name(source)}: empty file; it needs a header line and data rows: check data.path")
+
+
+def _header_only(source: str) -> DataError:
+    return DataError(f"{_name(source)}: header only, no data rows; check data.path names the complete export")
 
 
 def _name(source: str) -> str:

@@ -47,10 +47,24 @@ def field_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, list | tuple):
-        return "|".join(field_text(v) for v in value)
+        return "|".join(field_text(v) for v in _flat(value))
     if isinstance(value, Mapping):
         return compact(value)
     return str(value)
+
+
+def _flat(values: list | tuple) -> list[Any]:
+    """The non-list items of nested lists in order, without recursion (input may nest deeply)."""
+    out, stack = [], [iter(values)]
+    while stack:
+        item = next(stack[-1], _flat)
+        if item is _flat:
+            stack.pop()
+        elif isinstance(item, list | tuple):
+            stack.append(iter(item))
+        else:
+            out.append(item)
+    return out
 
 
 def compact(value: Any) -> str:
@@ -99,7 +113,7 @@ def read_json_lines(path: str) -> JsonRecords:
             records.parsed.reject(alert_id, number, reason, line.rstrip("\r"))
         alert_id += 1
     if alert_id == 0:
-        raise DataError(f"{Path(path).name}: empty file; it needs one JSON object a line")
+        raise DataError(f"{Path(path).name}: empty file; it needs one JSON object a line: check data.path")
     return records
 
 
@@ -108,7 +122,7 @@ def read_json_array(path: str) -> list[Any]:
     name = Path(path).name
     text = decode(read_bytes(path), name)
     if not text.strip():
-        raise DataError(f"{name}: empty file; it needs a JSON array of records")
+        raise DataError(f"{name}: empty file; it needs a JSON array of records: check data.path")
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
@@ -116,8 +130,14 @@ def read_json_array(path: str) -> list[Any]:
             f"{name}:{err.lineno}: invalid JSON at column {err.colno} ({err.msg}); "
             "the file must hold one JSON array (use the line-per-record formats for JSON lines)"
         ) from None
+    except (ValueError, RecursionError) as err:
+        raise DataError(f"{name}: unreadable JSON ({_unreadable(err)}); check the file") from None
     if not isinstance(value, list) or not value:
-        raise DataError(f"{name}: expected a non-empty JSON array of records, found {type(value).__name__}")
+        found = "an empty array" if value == [] else f"a JSON {type(value).__name__}"
+        raise DataError(
+            f"{name}: expected a non-empty JSON array of records, found {found}; check data.path and data.format "
+            "(JSON lines are data=wazuh or data=suricata)"
+        )
     return value
 
 
@@ -139,6 +159,13 @@ def _parse_line(line: str) -> tuple[str | None, Any]:
         item = json.loads(line)
     except json.JSONDecodeError as err:
         return f"invalid JSON ({err.msg} at column {err.colno})", None
+    except (ValueError, RecursionError) as err:
+        return f"unreadable JSON ({_unreadable(err)})", None
     if not isinstance(item, dict):
         return f"not a JSON object ({type(item).__name__})", None
     return None, item
+
+
+def _unreadable(err: ValueError | RecursionError) -> str:
+    """Why valid JSON syntax could not be read: Python's integer digit limit or its recursion limit."""
+    return "nested too deeply" if isinstance(err, RecursionError) else "a number with too many digits"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -13,6 +14,7 @@ import pandas as pd
 from pandas.api.types import is_numeric_dtype
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
@@ -58,6 +60,19 @@ def write_json(data: dict[str, Any], path: Path) -> Path:
 
 
 def write_graphml(graph: nx.DiGraph, path: Path) -> Path:
-    """Write a networkx graph as GraphML, atomically."""
-    _atomic(path, lambda tmp: nx.write_graphml(graph, tmp))
+    """Write a networkx graph as GraphML (characters XML forbids become U+FFFD), atomically."""
+    _atomic(path, lambda tmp: nx.write_graphml(xml_safe(graph), tmp))
     return path
+
+
+def xml_safe(graph: nx.DiGraph) -> nx.DiGraph:
+    """A copy of ``graph`` whose text node names and attributes hold only characters XML allows
+    (alert text may carry control characters, e.g. terminal escapes from a log line)."""
+    def clean(value: Any) -> Any:
+        return _XML_FORBIDDEN.sub("\ufffd", value) if isinstance(value, str) else value
+
+    out = nx.relabel_nodes(graph, clean, copy=True)
+    attributes = [out.graph, *(d for _, d in out.nodes(data=True)), *(d for _, _, d in out.edges(data=True))]
+    for data in attributes:
+        data.update({k: clean(v) for k, v in data.items()})
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -41,13 +42,14 @@ class Tracker:
 
         self.uri = tracking_uri(self.cfg.get("tracking_uri"))
         mlflow.set_tracking_uri(self.uri)
+        # MLflow logs a traceback of store errors itself; ours is the one-line ConfigError below.
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
         try:
             _ensure_experiment(mlflow, self.cfg.get("experiment_name", "car"), self.uri)
             self.run_id = mlflow.start_run(run_name=run_name).info.run_id
         except Exception as err:  # any store failure must stop the run before fitting
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ConfigError(
-                f"MLflow store {self.uri} is not usable ({first}); set MLFLOW_TRACKING_URI "
+                f"MLflow store {self.uri} is not usable ({_cause(err)}); set MLFLOW_TRACKING_URI "
                 "to a writable sqlite:///path/mlflow.db or run with logger=none"
             ) from None
 
@@ -80,6 +82,13 @@ class Tracker:
             import mlflow
 
             mlflow.end_run(status=status)
+
+
+def _cause(err: BaseException) -> str:
+    """The most telling line of a store error: the database driver's own, if it has one."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    driver = [line for line in lines if line.startswith("(sqlite3.") or "readonly" in line or "locked" in line]
+    return (driver or lines or [type(err).__name__])[0]
 
 
 def _ensure_experiment(mlflow: Any, name: str, uri: str) -> None:
