@@ -11,7 +11,7 @@ from typing import Any, Callable
 import networkx as nx
 import numpy as np
 import pandas as pd
-from pandas.api.types import is_numeric_dtype
+from pandas.api.types import is_datetime64_any_dtype, is_numeric_dtype
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -21,16 +21,30 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
     """Prefix with ``'`` every text cell a spreadsheet would run as a formula.
 
     Numeric columns and text that parses as a number (``-1``, ``+3.5``) are left as they are.
+    Each distinct value is checked once (alert columns repeat few values).
     """
     out = frame.copy()
     for col in out.columns:
-        if is_numeric_dtype(out[col]) or not len(out):
+        if is_numeric_dtype(out[col]) or is_datetime64_any_dtype(out[col]) or not len(out):
             continue
-        text = out[col].astype("string")
+        codes, uniques = pd.factorize(out[col])
+        text = pd.Series(uniques, dtype="string")
         risky = text.str.startswith(_FORMULA_START).fillna(False)
-        risky &= pd.to_numeric(text, errors="coerce").isna()
+        risky &= pd.to_numeric(text.where(risky), errors="coerce").isna()
         if risky.any():
-            out[col] = text.where(~risky, "'" + text)
+            safe = text.where(~risky, "'" + text).to_numpy(dtype=object)
+            out[col] = pd.Series(np.append(safe, None)[codes], index=out.index, dtype="string")
+    return out
+
+
+def iso_times(frame: pd.DataFrame) -> pd.DataFrame:
+    """Datetime columns as ISO 8601 UTC text with microseconds (``...T10:23:47.000000Z``)."""
+    out = frame.copy()
+    for col in out.columns:
+        if is_datetime64_any_dtype(out[col]):
+            values = out[col].to_numpy(dtype="datetime64[us]")
+            text = np.char.add(np.datetime_as_string(values, unit="us"), "Z")
+            out[col] = np.where(np.isnat(values), "", text)
     return out
 
 
@@ -47,8 +61,8 @@ def _atomic(path: Path, write: Callable[[Path], None]) -> None:
 def write_csv(frame: pd.DataFrame, path: Path) -> Path:
     """Write ``frame`` as UTF-8 CSV (RFC 4180 line ends, so a CR inside a cell is quoted)
     without index, formulas neutralised, atomically."""
-    safe = neutralise_formulas(frame)
-    _atomic(path, lambda tmp: safe.to_csv(tmp, index=False, lineterminator="\r\n", date_format="%Y-%m-%dT%H:%M:%S.%fZ"))
+    safe = iso_times(neutralise_formulas(frame))
+    _atomic(path, lambda tmp: safe.to_csv(tmp, index=False, lineterminator="\r\n"))
     return path
 
 
