@@ -25,13 +25,43 @@ Coo = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 @torch.no_grad()
-def tuple_knn(model: EntityEmbedding, tuples: np.ndarray, k: int = 10, chunk_size: int = 1024) -> Coo:
+def tuple_knn(model: EntityEmbedding, tuples: np.ndarray, k: int = 10, chunk_size: int = 1024,
+              max_exact: int = 20_000) -> Coo:
     """Symmetric k-NN graph over distinct tuples (u, m): COO ``(row, col, weight)``.
 
     Each tuple keeps its ``min(k, u-1)`` most similar other tuples (ties by index via
     ``torch.topk``); the union with the transpose makes the graph symmetric, so a tuple
     has at least that many neighbours. No self loops; weights float64 in [0, 1].
+    Exact search costs u^2: above ``max_exact`` tuples, neighbours are searched within
+    blocks of tuples sharing attribute values (see `tuple_blocks`), so cost stays near linear.
     """
+    tuples = np.asarray(tuples)
+    if len(tuples) > max_exact:
+        parts = [(idx, _exact_knn(model, tuples[idx], k, chunk_size)) for idx in tuple_blocks(tuples, max_exact)]
+        row = np.concatenate([idx[r] for idx, (r, _, _) in parts])
+        col = np.concatenate([idx[c] for idx, (_, c, _) in parts])
+        return row, col, np.concatenate([w for _, (_, _, w) in parts])
+    return _exact_knn(model, tuples, k, chunk_size)
+
+
+def tuple_blocks(tuples: np.ndarray, max_size: int, column: int = 0) -> list[np.ndarray]:
+    """Indices of tuples split by the value of column 0, then 1, ... until each block holds at
+    most ``max_size`` tuples (a block still too large after the last column is cut in order)."""
+    index = np.arange(len(tuples))
+    if len(tuples) <= max_size:
+        return [index]
+    if column == tuples.shape[1]:
+        return np.array_split(index, -(-len(index) // max_size))
+    order = np.argsort(tuples[:, column], kind="stable")
+    cuts = np.flatnonzero(np.diff(tuples[order, column])) + 1
+    blocks = []
+    for part in np.split(order, cuts):
+        blocks += [part[sub] for sub in tuple_blocks(tuples[part], max_size, column + 1)]
+    return blocks
+
+
+def _exact_knn(model: EntityEmbedding, tuples: np.ndarray, k: int, chunk_size: int) -> Coo:
+    """`tuple_knn` by exhaustive search over all pairs."""
     u, m = np.shape(tuples)
     k = min(k, u - 1)
     if k <= 0:

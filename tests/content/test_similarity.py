@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from car.content import EntityEmbedding, fit_ape, knn_similarity, tuple_knn, unique_tuples
+from car.content.similarity import tuple_blocks
 
 
 def dense_similarity(model: EntityEmbedding, tuples: np.ndarray) -> np.ndarray:
@@ -91,3 +92,21 @@ def test_alert_graph_with_one_tuple_is_a_star():
     row, col, weight = knn_similarity(model, np.array([[0, 0, 0]]), np.zeros(4, dtype=np.int64), k=3)
     assert sorted(zip(row.tolist(), col.tolist())) == [(0, 1), (0, 2), (0, 3), (1, 0), (2, 0), (3, 0)]
     assert (weight == 1.0).all()
+
+
+def test_large_tuple_sets_search_neighbours_within_blocks():
+    model, codes = model_and_codes()
+    tuples, _, _ = unique_tuples(codes)
+    exact = tuple_knn(model, tuples, k=4)
+    same = tuple_knn(model, tuples, k=4, max_exact=len(tuples))
+    assert all(np.array_equal(a, b) for a, b in zip(exact, same))
+    row, col, weight = tuple_knn(model, tuples, k=4, max_exact=12)
+    assert (tuples[row, 0] == tuples[col, 0]).all(), "blocks split on the first attribute first"
+    assert set(zip(row.tolist(), col.tolist())) == set(zip(col.tolist(), row.tolist()))
+    assert (row != col).all() and ((weight >= 0) & (weight <= 1)).all()
+    blocks = tuple_blocks(tuples, 12)
+    assert sorted(np.concatenate(blocks).tolist()) == list(range(len(tuples)))
+    assert max(len(b) for b in blocks) <= 12
+    degree = np.bincount(row, minlength=len(tuples))
+    for block in blocks:
+        assert (degree[block] >= min(4, len(block) - 1)).all()
