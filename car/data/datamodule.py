@@ -48,10 +48,6 @@ class EncodedAlerts:
     vocab: dict[str, pd.Index]
 
     @property
-    def content_columns(self) -> list[str]:
-        return list(self.vocab)
-
-    @property
     def n_symbols(self) -> int:
         return len(self.vocab["type"])
 
