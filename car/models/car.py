@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from car.alerts import AlertTable
+from car.errors import ConfigError
 from car.data.datamodule import AlertDataModule, EncodedAlerts, encode_alerts
 from car.models.base import PATTERN_COLUMNS, AlertRanker, Ranking
 from car.models.car_module import CARModule, RankedAlerts
@@ -17,6 +18,27 @@ from car.outputs.attack_graph import attack_graph
 
 _TRAINER_DEFAULTS = {"accelerator": "cpu", "devices": 1, "max_epochs": 30, "deterministic": True,
                      "enable_checkpointing": False, "logger": False, "enable_progress_bar": False}
+
+
+# The options each group of conf/model/car.yaml must have, no more, no fewer.
+OPTIONS = {
+    "temporal": {"depth", "prior", "run_gap", "order"},
+    "content": {"enabled", "dim", "noise_samples", "weight"},
+    "patterns": {"k_max", "min_support", "min_lift", "max_gap", "window", "max_patterns", "score",
+                 "rarity_weight", "graph_top", "baseline"},
+    "ranking": {"alpha", "beta", "gamma", "lam", "prior", "rarity_from", "content_prior", "normalized",
+                "size_weighted", "neighbours"},
+}
+
+
+def check_options(groups: Mapping[str, Mapping]) -> None:
+    """A one-line ConfigError for an unknown or missing key of a model option group."""
+    for group, keys in OPTIONS.items():
+        given = set(groups[group])
+        for key in sorted(given - keys):
+            raise ConfigError(f"model.{group}.{key} is not an option; valid: {', '.join(sorted(keys))}")
+        for key in sorted(keys - given):
+            raise ConfigError(f"model.{group}.{key} is missing; start from conf/model/car.yaml")
 
 
 class CAR(AlertRanker):
@@ -30,8 +52,10 @@ class CAR(AlertRanker):
     def __init__(self, temporal: Mapping, content: Mapping, patterns: Mapping, ranking: Mapping,
                  lr: float = 0.05, tuple_batch: int = 4096, score: str = "collaborative", seed: int = 0,
                  name: str = "car") -> None:
-        self.options = {"temporal": dict(temporal), "content": dict(content), "patterns": dict(patterns),
-                        "ranking": dict(ranking), "lr": lr, "score": score, "seed": seed}
+        groups = {"temporal": dict(temporal), "content": dict(content), "patterns": dict(patterns),
+                  "ranking": dict(ranking)}
+        check_options(groups)
+        self.options = {**groups, "lr": lr, "score": score, "seed": seed}
         self.tuple_batch, self.seed, self.name = tuple_batch, seed, name
         self.module: CARModule | None = None
         self.data: AlertDataModule | None = None

@@ -134,3 +134,13 @@ def test_patterns_carry_next_steps_and_alerts_carry_reasons(sim):
     counts = sim.alerts["type"].value_counts()
     row = 0
     assert f"seen {counts[sim.alerts['type'][row]]:,} times in {len(sim):,} alerts" in why[row]
+
+
+def test_unknown_model_option_is_a_one_line_config_error():
+    from car.errors import ConfigError
+    from car.pipeline import build_model
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        cfg = compose("train", overrides=["model=car", "+model.temporal.dept=3"])
+    with pytest.raises(ConfigError, match=r"model.temporal.dept is not an option; valid: depth, order, prior, run_gap$"):
+        build_model(cfg.model)
