@@ -117,7 +117,8 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
     try:
         timings: dict[str, float] = {}
         start = time.perf_counter()
-        trainer: dict[str, Any] = {**OmegaConf.to_container(cfg.trainer, resolve=True), "logger": tracker.lightning_logger()}
+        trainer: dict[str, Any] = {**OmegaConf.to_container(cfg.trainer, resolve=True), "logger": tracker.lightning_logger(),
+                                   "default_root_dir": str(out_dir)}
         model.fit(table.unlabeled(), history.unlabeled() if history is not None else None, trainer=trainer)
         timings["time/fit_s"] = time.perf_counter() - start
         start = time.perf_counter()

@@ -65,9 +65,12 @@ class CAR(AlertRanker):
         self.data = AlertDataModule(encoded, self.options["temporal"]["depth"], self.tuple_batch, self.seed)
         self.module = CARModule(encoded.n_symbols, [len(v) for v in encoded.vocab.values()], **self.options)
         self.module.set_noise(self.data.tuples, self.data.tuple_counts)
+        options = {**_TRAINER_DEFAULTS, **(trainer or {}), "enable_model_summary": False}
+        resume = options.pop("ckpt_path", None)
         L.seed_everything(self.seed, workers=True, verbose=False)
-        self.trainer = L.Trainer(**{**_TRAINER_DEFAULTS, **(trainer or {}), "enable_model_summary": False})
-        self.trainer.fit(self.module, datamodule=self.data)
+        self.trainer = L.Trainer(**options)
+        # weights_only: a checkpoint is loaded as tensors and plain containers, never as code.
+        self.trainer.fit(self.module, datamodule=self.data, ckpt_path=resume, weights_only=True)
         return self
 
     def rank(self, alerts: AlertTable) -> Ranking:

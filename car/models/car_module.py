@@ -99,6 +99,13 @@ class CARModule(L.LightningModule):
         self.log("train/loss", loss)
         return loss
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The NCE noise stream is part of the training state: a resumed fit continues it.
+        checkpoint["nce_noise_state"] = self.noise.get_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.noise.set_state(checkpoint["nce_noise_state"])
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
 

@@ -144,3 +144,15 @@ def test_unknown_model_option_is_a_one_line_config_error():
         cfg = compose("train", overrides=["model=car", "+model.temporal.dept=3"])
     with pytest.raises(ConfigError, match=r"model.temporal.dept is not an option; valid: depth, order, prior, run_gap$"):
         build_model(cfg.model)
+
+
+def test_fit_interrupted_and_resumed_from_checkpoint_ranks_like_an_uninterrupted_fit(sim, tmp_path):
+    whole = model_from_config("model=car").fit(sim.unlabeled(), trainer={"max_epochs": 4}).rank(sim.unlabeled())
+    model_from_config("model=car").fit(
+        sim.unlabeled(), trainer={"max_epochs": 2, "enable_checkpointing": True, "default_root_dir": str(tmp_path)}
+    )
+    (checkpoint,) = tmp_path.rglob("*.ckpt")
+    resumed = model_from_config("model=car").fit(
+        sim.unlabeled(), trainer={"max_epochs": 4, "ckpt_path": str(checkpoint)}
+    ).rank(sim.unlabeled())
+    np.testing.assert_allclose(resumed.scores, whole.scores, rtol=0, atol=1e-9)
