@@ -42,10 +42,11 @@ def test_no_code_evaluates_data_or_config(pattern):
     assert code_lines(pattern) == []
 
 
-def test_torch_load_only_with_weights_only():
-    loads = code_lines(r"torch\.load\(|\.load_from_checkpoint\(|ckpt_path")
-    assert all("weights_only=True" in line for line in loads if "torch.load(" in line), loads
-    assert not [line for line in loads if "torch.load(" not in line], loads  # no Lightning checkpoint loading
+def test_checkpoints_load_only_with_weights_only():
+    loads = code_lines(r"torch\.load\(|\.load_from_checkpoint\(|\.fit\(.*ckpt_path")
+    assert loads, "the resume path (Trainer.fit with ckpt_path) should be found"
+    assert all("weights_only=True" in line for line in loads), loads
+    assert not code_lines(r"\.load_from_checkpoint\(")
     assert OmegaConf.load(REPO / "conf" / "trainer" / "cpu.yaml").enable_checkpointing is False
 
 
