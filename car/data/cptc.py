@@ -30,8 +30,7 @@ def load_cptc(
     time_unit: str = "auto",
 ) -> AlertTable:
     """Alerts of one CPTC team file (gzip and a UTF-8 BOM allowed)."""
-    cols = column_options(columns, DEFAULT_COLUMNS)
-    attrs = attribute_options(DEFAULT_ATTRIBUTES if attributes is None else attributes)
+    cols, attrs = column_options(columns, DEFAULT_COLUMNS), attribute_options(attributes, DEFAULT_ATTRIBUTES)
     core = [field_sources(spec) for spec in cols.values()]
     records = JsonRecords([], Parsed(str(path)))
     for index, record in enumerate(read_json_array(path)):

@@ -33,13 +33,15 @@ def column_options(columns: Mapping[str, Field] | None, defaults: Mapping[str, F
     return {**defaults, **given}
 
 
-def attribute_options(attributes: Sequence[str] | Mapping[str, Field] | None) -> dict[str, Field]:
-    """The ``data.attributes`` option as ``{attribute name: input field}``.
+def attribute_options(
+    attributes: Sequence[str] | Mapping[str, Field] | None, defaults: Mapping[str, Field] | None = None
+) -> dict[str, Field]:
+    """The ``data.attributes`` option as ``{attribute name: input field}``; ``defaults`` when unset.
 
     A list names input fields that keep their names; a mapping renames them.
     """
     if attributes is None:
-        return {}
+        attributes = defaults or {}
     if isinstance(attributes, str):
         raise DataError(f"data.attributes={attributes!r} must be a list of columns or a mapping name: column")
     pairs = attributes.items() if isinstance(attributes, Mapping) else ((a, a) for a in attributes)

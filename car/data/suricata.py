@@ -34,8 +34,7 @@ def load_suricata(
     time_unit: str = "auto",
 ) -> AlertTable:
     """Alert events of an EVE JSON-lines file (gzip allowed)."""
-    cols = column_options(columns, DEFAULT_COLUMNS)
-    attrs = attribute_options(DEFAULT_ATTRIBUTES if attributes is None else attributes)
+    cols, attrs = column_options(columns, DEFAULT_COLUMNS), attribute_options(attributes, DEFAULT_ATTRIBUTES)
     records = read_json_lines(path)
     records.drop(_not_alert)
     return records_table(records, cols, attrs, time_unit)

@@ -33,6 +33,5 @@ def load_wazuh(
     time_unit: str = "auto",
 ) -> AlertTable:
     """Alerts of a Wazuh JSON-lines file (gzip allowed); broken lines are rejected."""
-    cols = column_options(columns, DEFAULT_COLUMNS)
-    attrs = attribute_options(DEFAULT_ATTRIBUTES if attributes is None else attributes)
+    cols, attrs = column_options(columns, DEFAULT_COLUMNS), attribute_options(attributes, DEFAULT_ATTRIBUTES)
     return records_table(read_json_lines(path), cols, attrs, time_unit)
