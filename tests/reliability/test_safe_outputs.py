@@ -8,6 +8,7 @@ from pathlib import Path
 
 import networkx as nx
 import pandas as pd
+import pyarrow.csv as pa_csv
 import pytest
 
 from car.data import load_alerts
@@ -33,7 +34,7 @@ def fail_midway(exc: type[BaseException]):
 def test_failed_csv_write_keeps_the_previous_file_and_no_temp_file(tmp_path, monkeypatch, exc):
     path = write_csv(pd.DataFrame({"a": [1, 2], "b": ["x", "y"]}), tmp_path / "ranked_alerts.csv")
     before = path.read_bytes()
-    monkeypatch.setattr(pd.DataFrame, "to_csv", fail_midway(exc))
+    monkeypatch.setattr(pa_csv, "write_csv", fail_midway(exc))
     with pytest.raises(exc):
         write_csv(pd.DataFrame({"a": [3]}), path)
     assert path.read_bytes() == before
