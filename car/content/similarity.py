@@ -26,18 +26,21 @@ Coo = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 @torch.no_grad()
 def tuple_knn(model: EntityEmbedding, tuples: np.ndarray, k: int = 10, chunk_size: int = 1024,
-              max_exact: int = 20_000) -> Coo:
+              max_exact: int = 20_000, block_size: int = 2048) -> Coo:
     """Symmetric k-NN graph over distinct tuples (u, m): COO ``(row, col, weight)``.
 
     Each tuple keeps its ``min(k, u-1)`` most similar other tuples (ties by index via
     ``torch.topk``); the union with the transpose makes the graph symmetric, so a tuple
     has at least that many neighbours. No self loops; weights float64 in [0, 1].
     Exact search costs u^2: above ``max_exact`` tuples, neighbours are searched within
-    blocks of tuples sharing attribute values (see `tuple_blocks`), so cost stays near linear.
+    blocks of at most ``block_size`` tuples sharing attribute values (see `tuple_blocks`), so
+    cost is at most u * block_size (blocks of 20,000 took 55 of the 64 s of ranking 1 M
+    simulated alerts; blocks of 2,048 take under 10 s).
     """
     tuples = np.asarray(tuples)
     if len(tuples) > max_exact:
-        parts = [(idx, _exact_knn(model, tuples[idx], k, chunk_size)) for idx in tuple_blocks(tuples, max_exact)]
+        blocks = tuple_blocks(tuples, block_size)
+        parts = [(idx, _exact_knn(model, tuples[idx], k, chunk_size)) for idx in blocks]
         row = np.concatenate([idx[r] for idx, (r, _, _) in parts])
         col = np.concatenate([idx[c] for idx, (_, c, _) in parts])
         return row, col, np.concatenate([w for _, (_, _, w) in parts])

@@ -100,7 +100,7 @@ def test_large_tuple_sets_search_neighbours_within_blocks():
     exact = tuple_knn(model, tuples, k=4)
     same = tuple_knn(model, tuples, k=4, max_exact=len(tuples))
     assert all(np.array_equal(a, b) for a, b in zip(exact, same))
-    row, col, weight = tuple_knn(model, tuples, k=4, max_exact=12)
+    row, col, weight = tuple_knn(model, tuples, k=4, max_exact=30, block_size=12)
     assert (tuples[row, 0] == tuples[col, 0]).all(), "blocks split on the first attribute first"
     assert set(zip(row.tolist(), col.tolist())) == set(zip(col.tolist(), row.tolist()))
     assert (row != col).all() and ((weight >= 0) & (weight <= 1)).all()
@@ -110,3 +110,7 @@ def test_large_tuple_sets_search_neighbours_within_blocks():
     degree = np.bincount(row, minlength=len(tuples))
     for block in blocks:
         assert (degree[block] >= min(4, len(block) - 1)).all()
+    block_of = np.empty(len(tuples), dtype=np.int64)
+    for b, block in enumerate(blocks):
+        block_of[block] = b
+    assert (block_of[row] == block_of[col]).all(), "above max_exact, neighbours come from the same block"
