@@ -1,12 +1,16 @@
-"""The ``car`` command: ``car simulate --out FILE`` (more verbs follow the issues)."""
+"""The ``car`` command: ``car simulate`` writes simulated alerts, ``car rank`` ranks new alerts
+with a saved model. Each verb is an ``_add_<verb>`` function (its options) and a ``_<verb>``
+function (what it does)."""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
+from pathlib import Path
 
-from car.errors import CARError
-
+from car.errors import CARError, DataError
 
 def _simulate(args: argparse.Namespace) -> None:
     from car.data.simulate import write_simulation
@@ -15,16 +19,91 @@ def _simulate(args: argparse.Namespace) -> None:
     print(f"wrote {rows} simulated alerts to {args.out}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``car`` console script; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="car", description="Collaborative alert ranking")
-    verbs = parser.add_subparsers(dest="verb", required=True)
+def _add_simulate(verbs: argparse._SubParsersAction) -> None:
     sim = verbs.add_parser("simulate", help="write simulated enterprise alerts (with ground truth) as CSV")
     sim.add_argument("--out", required=True, help="CSV file to write")
     sim.add_argument("--n-alerts", type=int, default=20_000, help="approximate number of alerts")
     sim.add_argument("--seed", type=int, default=0)
     sim.set_defaults(func=_simulate)
+
+
+def _rank(args: argparse.Namespace) -> None:
+    from car.eval.metrics import evaluate_alerts
+    from car.models.saved import SavedModel
+    from car.outputs.files import write_json
+    from car.pipeline import write_outputs
+
+    saved = SavedModel.load(args.model)
+    if not Path(args.input).exists():
+        raise DataError(f"--input {args.input}: no such file or folder; give the alerts to rank")
+    table = saved.read(args.input, args.data)
+    online = saved.rank(table.unlabeled())
+    metrics = evaluate_alerts(table, online.ranking.scores) if table.label_kinds else {}
+    out = Path(args.out)
+    write_outputs(out, table, online.ranking, None, metrics, saved.car.name)
+    write_json(online.unseen.summary(), out / "unseen_values.json")
+    if args.save_model:
+        online.model.save(out / "model")
+    print(f"ranked {len(table)} alerts, rejected {len(table.rejected)}; outputs in {out}")
+
+
+def _add_rank(verbs: argparse._SubParsersAction) -> None:
+    rank = verbs.add_parser(
+        "rank", help="rank new alerts with a saved model, its counts grown by them (no re-training)",
+        description="Rank new alerts with the model a training run saved in <run>/model; writes the files "
+                    "of a training run plus unseen_values.json into OUT, and nothing else.",
+    )
+    rank.add_argument("--model", required=True, help="saved model folder, e.g. outputs/enterprise/<time>/model")
+    rank.add_argument("--input", required=True, help="alerts in the format the model was fitted on (file or folder; "
+                                                     "for data=enterprise_sim a `car simulate` CSV)")
+    rank.add_argument("--out", required=True, help="folder for ranked_alerts.csv and the other outputs")
+    rank.add_argument("--data", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a data.* option of the model's input format, e.g. labels=null (repeatable)")
+    rank.add_argument("--save-model", action="store_true",
+                      help="also write the model with the grown counts to OUT/model, to rank the next alerts with")
+    rank.set_defaults(func=_rank)
+
+
+def _compare(args: argparse.Namespace) -> None:
+    from car.eval.compare import DEFAULT_METRICS, compare
+    from car.outputs.tracking import tracking_uri
+
+    uri = tracking_uri(args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"))
+    out = Path(args.out or Path("outputs") / "compare" / args.experiment)
+    comparison, run_id = compare(args.experiment, uri, out, tuple(args.metrics or DEFAULT_METRICS), not args.no_curves)
+    print(out.joinpath("comparison.md").read_text(encoding="utf-8"), end="")
+    replaced = f" ({comparison.replaced} earlier runs replaced by re-runs left out)" if comparison.replaced else ""
+    print(f"compared {len(comparison.runs)} runs{replaced}; wrote {len(comparison.files)} files to {out}, "
+          f"logged as run {run_id} of experiment {args.experiment}")
+
+
+def _add_compare(verbs: argparse._SubParsersAction) -> None:
+    cmp = verbs.add_parser(
+        "compare", help="compare the MLflow runs of an experiment: methods x scenarios, mean and spread over seeds",
+        description="Read the finished runs of an MLflow experiment (e.g. python train.py -m +experiment=ait_ads), "
+                    "print a table of each metric's mean and standard deviation over seeds per method, scenario "
+                    "and protocol, write it as CSV and Markdown with PNG plots, and log them as a summary run.",
+    )
+    cmp.add_argument("--experiment", required=True, help="MLflow experiment name, e.g. ait_ads")
+    cmp.add_argument("--tracking-uri", help="MLflow store (default: MLFLOW_TRACKING_URI, else the repository's mlflow.db)")
+    cmp.add_argument("--out", help="folder for the table and plots (default: outputs/compare/<experiment>)")
+    cmp.add_argument("--metrics", nargs="+", metavar="GLOB",
+                     help="metrics to compare, glob patterns such as 'strict/*/ap' (default: AP raw and grouped, "
+                          "workload to 95%% recall raw and grouped, patterns/*)")
+    cmp.add_argument("--no-curves", action="store_true",
+                     help="skip the precision-recall plots (they read every compared run's ranked_alerts.csv)")
+    cmp.set_defaults(func=_compare)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``car`` console script; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="car", description="Collaborative alert ranking")
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    for add_verb in (_add_simulate, _add_rank, _add_compare):
+        add_verb(verbs)
     args = parser.parse_args(argv)
+    # INFO lines of the package (e.g. the values a model never counted) on stderr.
+    logging.basicConfig(level=logging.INFO, format="car: %(message)s")
     try:
         args.func(args)
     except CARError as err:

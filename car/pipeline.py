@@ -19,16 +19,20 @@ from car.alerts import AlertTable
 from car.data import load_alerts
 from car.errors import ConfigError
 from car.eval.metrics import evaluate_alerts
-from car.eval.patterns import label_patterns
+from car.eval.patterns import evaluate_patterns, label_patterns
+from car.memory import check_memory
 from car.models.base import AlertRanker, Ranking
-from car.outputs.files import write_csv, write_graphml, write_json
+from car.models.saved import save_fitted
+from car.outputs.files import write_bytes, write_csv, write_graphml, write_json
+from car.outputs.pictures import PICTURE_FILES, render_pictures
 from car.outputs.ranked import ranked_alerts, ranked_patterns
+from car.outputs.report import report_html
 from car.outputs.tracking import Tracker
 
 log = logging.getLogger(__name__)
 OUTPUT_FILES = (
     "ranked_alerts.csv", "ranked_patterns.csv", "rejected_alerts.csv", "rejected_history.csv",
-    "metrics.json", "attack_graph.graphml",
+    "metrics.json", "attack_graph.graphml", *PICTURE_FILES, "report.html",
 )
 
 
@@ -54,9 +58,9 @@ def model_class(target: Any) -> type[AlertRanker]:
     try:
         cls = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError, ValueError) as err:
-        raise ConfigError(f"model._target_={target} cannot be imported ({err}); choose model=car|rarity|hpyp|ngram|ape") from None
+        raise ConfigError(f"model._target_={target} cannot be imported ({err}); choose model=car|rarity|hpyp|ngram|ape|deepcase|tiresias") from None
     if not (isinstance(cls, type) and issubclass(cls, AlertRanker)):
-        raise ConfigError(f"model._target_={target} is not an AlertRanker; choose model=car|rarity|hpyp|ngram|ape")
+        raise ConfigError(f"model._target_={target} is not an AlertRanker; choose model=car|rarity|hpyp|ngram|ape|deepcase|tiresias")
     return cls
 
 
@@ -88,12 +92,15 @@ def load_inputs(data_cfg: DictConfig) -> tuple[AlertTable, AlertTable | None]:
     return table, history
 
 
-def write_outputs(out_dir: Path, table: AlertTable, ranking: Ranking, history: AlertTable | None, metrics: dict[str, float]) -> list[Path]:
-    """Write the ranked/rejected CSVs, metrics and attack graph; return the paths."""
+def write_outputs(out_dir: Path, table: AlertTable, ranking: Ranking, history: AlertTable | None, metrics: dict[str, float],
+                  model_name: str | None = None) -> list[Path]:
+    """Write the ranked/rejected CSVs, metrics, attack graph, pictures and report.html; return the paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    alerts = ranked_alerts(table, ranking)
+    patterns = label_patterns(ranked_patterns(ranking), ranking.pattern_alerts, table)
     files = [
-        write_csv(ranked_alerts(table, ranking), out_dir / "ranked_alerts.csv"),
-        write_csv(label_patterns(ranked_patterns(ranking), ranking.pattern_alerts, table), out_dir / "ranked_patterns.csv"),
+        write_csv(alerts, out_dir / "ranked_alerts.csv"),
+        write_csv(patterns, out_dir / "ranked_patterns.csv"),
         write_csv(table.rejected, out_dir / "rejected_alerts.csv"),
     ]
     if history is not None:
@@ -102,6 +109,10 @@ def write_outputs(out_dir: Path, table: AlertTable, ranking: Ranking, history: A
         files.append(write_json(metrics, out_dir / "metrics.json"))
     if ranking.graph is not None:
         files.append(write_graphml(ranking.graph, out_dir / "attack_graph.graphml"))
+    pictures = render_pictures(table, ranking)
+    files += [write_bytes(png, out_dir / name) for name, png in pictures.items()]
+    page = report_html(table, alerts, patterns, metrics, pictures, model_name)
+    files.append(write_bytes(page.encode("utf-8"), out_dir / "report.html"))
     for stale in set(OUTPUT_FILES) - {f.name for f in files}:  # a previous run's, into the same folder
         (out_dir / stale).unlink(missing_ok=True)
     return files
@@ -113,20 +124,25 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
     tracker = Tracker(cfg.logger)
     model = build_model(cfg.model)
     table, history = load_inputs(cfg.data)
+    check_memory(len(table) + (len(history) if history is not None else 0), cfg.get("memory_limit_gb"))
     tracker.start(run_name=f"{model.name}:{Path(str(table.source)).name}")
     try:
         timings: dict[str, float] = {}
         start = time.perf_counter()
         trainer: dict[str, Any] = {**OmegaConf.to_container(cfg.trainer, resolve=True), "logger": tracker.lightning_logger(),
                                    "default_root_dir": str(out_dir)}
-        model.fit(table.unlabeled(), history.unlabeled() if history is not None else None, trainer=trainer)
+        seen_history = history if history is None or model.learns_from_history_labels else history.unlabeled()
+        model.fit(table.unlabeled(), seen_history, trainer=trainer)
         timings["time/fit_s"] = time.perf_counter() - start
         start = time.perf_counter()
         ranking = model.rank(table.unlabeled())
         timings["time/rank_s"] = time.perf_counter() - start
         metrics = evaluate_alerts(table, ranking.scores) if table.label_kinds else {}
-        files = write_outputs(out_dir, table, ranking, history, metrics)
+        metrics |= evaluate_patterns(table, ranking, cfg.get("stage_map"))
+        files = write_outputs(out_dir, table, ranking, history, metrics, model.name)
+        saved = save_fitted(model, cfg.data, out_dir / "model")  # for `car rank`; None for other rankers
         tracker.log(cfg, {**metrics, **timings, "alerts/ranked": len(table), "alerts/rejected": len(table.rejected)}, files)
+        tracker.log_model(saved)
     except BaseException:
         tracker.end("FAILED")
         raise

@@ -62,7 +62,10 @@ REPO = Path(__file__).resolve().parents[1]
 AIT = REPO.parent / "shared" / "data" / "ait-ads"
 SCENARIOS = ["fox", "harrison", "russellmitchell", "shaw", "wheeler"]
 SIM_SIZES = {"sim-10k": 10_000, "sim-100k": 100_000, "sim-1m": 1_000_000, "sim-3m": 3_000_000}
-CASES = ["sim-10k", "russellmitchell", "shaw", "sim-100k", "fox", "harrison", "wheeler", "sim-1m", "ait-all", "sim-3m"]
+# The load case of the reliability issue: one million alerts over 100,000 hosts (entities).
+SIM_ENTITIES = {"sim-1m-100k-hosts": (1_000_000, 100_000)}
+CASES = ["sim-10k", "russellmitchell", "shaw", "sim-100k", "fox", "harrison", "wheeler", "sim-1m", "ait-all", "sim-3m",
+         *SIM_ENTITIES]
 QUICK = ["sim-10k", "russellmitchell", "sim-100k"]
 STAGES = ["load", "fit", "rank", "eval", "write"]
 MODELS = ["rarity", "car"]
@@ -72,6 +75,9 @@ def data_overrides(case: str) -> list[str]:
     """Hydra overrides of the data group for a case."""
     if case in SIM_SIZES:
         return ["data=enterprise_sim", f"data.n_alerts={SIM_SIZES[case]}"]
+    if case in SIM_ENTITIES:
+        alerts, hosts = SIM_ENTITIES[case]
+        return ["data=enterprise_sim", f"data.n_alerts={alerts}", f"data.n_hosts={hosts}"]
     if case == "ait-all":
         return ["data=ait_ads", f"data.path={AIT}"]
     if case in SCENARIOS:

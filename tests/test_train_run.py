@@ -58,7 +58,9 @@ def test_enterprise_run_writes_contract_and_logs_to_mlflow(tmp_path):
     assert run["status"] == "FINISHED"
     assert run["metrics.attack/raw/ap"] == pytest.approx(metrics["attack/raw/ap"])
     assert run["params.data.n_alerts"] == "4000"
-    assert {"ranked_alerts.csv", "ranked_patterns.csv", "rejected_alerts.csv", "metrics.json", "config.yaml"} <= artifacts
+    assert {"ranked_alerts.csv", "ranked_patterns.csv", "rejected_alerts.csv", "metrics.json", "config.yaml",
+            "attack_graph.graphml", "attack_patterns.png", "score_histogram.png", "precision_recall.png",
+            "report.html"} <= artifacts
 
 
 def test_ait_ads_shaw_rarity_ranks_every_alert_with_both_label_kinds(tmp_path):

@@ -136,9 +136,9 @@ class EntityEmbedding(torch.nn.Module):
         return torch.where((codes < 0) | (codes >= card), card, codes)
 
     def vectors(self, tuples: ArrayLike) -> torch.Tensor:
-        """Entity vectors of tuples (b, m) -> (b, m, dim)."""
-        tuples = torch.as_tensor(tuples, dtype=torch.int64, device=self.offsets.device)
-        flat = tuples + self.offsets
+        """Entity vectors of tuples (b, m) -> (b, m, dim); a code outside ``[0, V_j)`` gets the
+        zero unknown vector (values first seen after the table was built, e.g. by online ranking)."""
+        flat = self.map_unknown(tuples) + self.offsets
         return self.embedding(flat) * self.known[flat]
 
     def compatibility(self, tuples: ArrayLike) -> torch.Tensor:

@@ -19,6 +19,7 @@ import pandas as pd
 from car.alerts import DataError
 from car.data.files import check_utf8, decode
 from car.data.schema import Parsed
+from car.progress import ANNOUNCE_BYTES, Progress
 
 QUOTE = ord('"')
 NEWLINE = ord("\n")
@@ -105,7 +106,7 @@ def _fast(data: bytes, source: str, delimiter: str) -> CsvRows | None:
     if len(rows) == 0:
         raise _header_only(source)
     good = rec.counts[rows] == len(header)
-    frame = _pandas(data, rec, np.concatenate([[head], rows[good]]), header, delimiter)
+    frame = _pandas(data, rec, np.concatenate([[head], rows[good]]), header, delimiter, _name(source))
     if rec.counts[head] != len(header) or frame is None or len(frame) != good.sum():
         return None
     ids = np.arange(len(rows))
@@ -128,7 +129,7 @@ def _field_counts(text: str, delimiter: str) -> list[int]:
 
 
 def _pandas(
-    data: bytes, rec: _Records, keep: np.ndarray, header: list[str], delimiter: str
+    data: bytes, rec: _Records, keep: np.ndarray, header: list[str], delimiter: str, name: str
 ) -> pd.DataFrame | None:
     """The records ``keep`` (header first) read by pandas' C parser, or None if it fails."""
     if len(keep) < np.count_nonzero(~rec.blank):
@@ -137,10 +138,13 @@ def _pandas(
         mask[keep] = True
         data = b[np.repeat(mask, np.diff(np.concatenate([rec.starts, [len(b)]])))].tobytes()
     try:
-        return pd.read_csv(
-            io.BytesIO(data), sep=delimiter, dtype=str, keep_default_na=False, index_col=False,
-            encoding="utf-8-sig", encoding_errors="replace", header=0, names=header,
-        )
+        with Progress(f"parsing {name}", len(data), "bytes", announce=len(data) >= ANNOUNCE_BYTES) as progress:
+            frame = pd.read_csv(
+                io.BytesIO(data), sep=delimiter, dtype=str, keep_default_na=False, index_col=False,
+                encoding="utf-8-sig", encoding_errors="replace", header=0, names=header,
+            )
+            progress.update(len(data), f"{len(frame):,} rows")
+        return frame
     except pd.errors.ParserError:
         return None
 
@@ -157,20 +161,22 @@ def _slow(data: bytes, source: str, delimiter: str) -> CsvRows:
     reader = csv.reader(lines, delimiter=delimiter)
     header, records, parsed, line, start, row = None, [], Parsed(source), 1, 1, []
     try:
-        for row in reader:
-            start, line = line, lines.ends + 1
-            if row == [_END]:
-                break
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue
-            if header is None:
-                header = _unique(row)
-            elif len(row) == len(header):
-                parsed.keep(parsed.n_input, start)
-                records.append(row)
-            else:
-                reason = f"expected {len(header)} fields, found {len(row)}"
-                parsed.reject(parsed.n_input, start, reason, delimiter.join(row))
+        with Progress(f"parsing {_name(source)} (csv module)", text.count(eol), "lines") as progress:
+            for row in reader:
+                start, line = line, lines.ends + 1
+                progress.update(lines.ends)
+                if row == [_END]:
+                    break
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue
+                if header is None:
+                    header = _unique(row)
+                elif len(row) == len(header):
+                    parsed.keep(parsed.n_input, start)
+                    records.append(row)
+                else:
+                    reason = f"expected {len(header)} fields, found {len(row)}"
+                    parsed.reject(parsed.n_input, start, reason, delimiter.join(row))
     except csv.Error as err:
         name = _name(source)
         raise DataError(f"{name}:{line}: {err}; check the file's quoting and data.delimiter") from None

@@ -9,11 +9,12 @@ patterns; scores and occurrences are mapped back to every alert of a run.
 builds the context-tree counts and the distinct attribute tuples from them and serves the
 joint training steps: each step is a slice of distinct tuples (content NCE) and a slice of
 alerts (temporal leave-one-out likelihood), so one epoch visits every tuple and alert once.
+Under DDP each process takes its own part of every slice (docs/scaling.md).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import lightning as L
 import numpy as np
@@ -23,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from car.alerts import AlertTable
 from car.content.ape import unique_tuples
+from car.errors import ConfigError
 from car.temporal.context_tree import ChainCounts, ContextTree, sequence_order
 
 
@@ -31,7 +33,8 @@ class EncodedAlerts:
     """History then batch alerts as arrays, sorted by (sequence, time), and their runs.
 
     Per alert (n,): codes (n, m) content attribute codes (entity, type, attributes);
-    is_batch bool; batch_row, the row in the batch table (-1 for history); run_of, its run.
+    is_batch bool; batch_row, the row in the batch table (-1 for history); run_of, its run;
+    alert_times, seconds.
     Per run (r,): symbols (type codes), sequence (entity codes), times (seconds of the
     first alert), run_is_batch (runs never mix history and batch alerts).
     vocab: the values behind the codes, one pandas Index per content column.
@@ -46,6 +49,7 @@ class EncodedAlerts:
     is_batch: np.ndarray
     batch_row: np.ndarray
     vocab: dict[str, pd.Index]
+    alert_times: np.ndarray
 
     @property
     def n_symbols(self) -> int:
@@ -66,6 +70,16 @@ def encode_alerts(batch: AlertTable, history: AlertTable | None = None, run_gap:
     times = frame["time"].to_numpy(dtype="datetime64[ns]").astype(np.int64) / 1e9
     n_hist = len(frame) - len(batch)
     batch_row = np.concatenate([np.full(n_hist, -1), np.arange(len(batch))])
+    return encode_codes(codes, times, batch_row, vocab, run_gap)
+
+
+def encode_codes(codes: np.ndarray, times: np.ndarray, batch_row: np.ndarray, vocab: dict[str, pd.Index],
+                 run_gap: float = float("inf")) -> EncodedAlerts:
+    """Coded alerts put in (sequence, time) order and cut into runs.
+
+    codes (n, m) int64, positions in ``vocab`` of (entity, type, attributes); times (n,) seconds;
+    batch_row (n,) row in the batch table, -1 for history; run_gap as in `encode_alerts`.
+    """
     order = sequence_order(codes[:, 0], times)
     codes, times, batch_row = codes[order], times[order], batch_row[order]
     is_batch = batch_row >= 0
@@ -77,17 +91,45 @@ def encode_alerts(batch: AlertTable, history: AlertTable | None = None, run_gap:
     return EncodedAlerts(
         symbols=codes[starts, 1], sequence=codes[starts, 0], times=times[starts], run_is_batch=is_batch[starts],
         run_of=np.cumsum(starts) - 1, codes=codes, is_batch=is_batch, batch_row=batch_row, vocab=vocab,
+        alert_times=times,
     )
 
 
-class _JointSteps(Dataset):
-    """Step b: distinct tuples and alert chain counts of slice b of fixed permutations."""
+def entity_partitions(sequence: np.ndarray, partitions: int) -> list[np.ndarray]:
+    """Row indices (each ascending) of the non-empty groups of entities, entity code modulo
+    ``partitions``, as a hash partitioner would spread them; one group of all rows if none."""
+    part = np.asarray(sequence) % partitions
+    order = np.argsort(part, kind="stable")
+    groups = np.split(order, np.cumsum(np.bincount(part, minlength=partitions))[:-1])
+    return [rows for rows in groups if len(rows)] or [order]
 
-    def __init__(self, tuples: np.ndarray, counts: np.ndarray, chains: ChainCounts, steps: int, seed: int) -> None:
+
+def partitioned_tree(encoded: EncodedAlerts, depth: int, partitions: int = 1) -> ContextTree:
+    """Context tree of the runs of ``encoded``, counted per partition of entities and merged, as
+    a cluster counts; equal to one build over all runs (counts, node ids, per-run entries)."""
+    parts = entity_partitions(encoded.sequence, partitions)
+    trees = [ContextTree.build(encoded.symbols[rows], encoded.sequence[rows], depth, encoded.n_symbols)
+             for rows in parts]
+    merged = ContextTree.merge_all(trees)
+    back = np.argsort(np.concatenate(parts))  # merged runs are in partition order
+    return replace(merged, symbols=merged.symbols[back], pos=merged.pos[back], entry_of=merged.entry_of[back])
+
+
+def shard(n: int, steps: int, gen: np.random.Generator, rank: int = 0, world: int = 1) -> list[np.ndarray]:
+    """Indices of each of ``steps`` slices of a permutation of ``n`` items, part ``rank`` of ``world``."""
+    return [np.array_split(part, world)[rank] for part in np.array_split(gen.permutation(n), steps)]
+
+
+class _JointSteps(Dataset):
+    """Step b: distinct tuples and alert chain counts of slice b of fixed permutations, part
+    ``rank`` of ``world``: the DDP processes of one optimizer step together see the whole slice."""
+
+    def __init__(self, tuples: np.ndarray, counts: np.ndarray, chains: ChainCounts, steps: int, seed: int,
+                 rank: int = 0, world: int = 1) -> None:
         gen = np.random.default_rng(seed)
         self.tuples, self.counts, self.chains, self.steps = tuples, counts, chains, steps
-        self.tuple_slices = np.array_split(gen.permutation(len(tuples)), steps)
-        self.alert_slices = np.array_split(gen.permutation(chains.c_s.shape[1]), steps)
+        self.tuple_slices = shard(len(tuples), steps, gen, rank, world)
+        self.alert_slices = shard(chains.c_s.shape[1], steps, gen, rank, world)
 
     def __len__(self) -> int:
         return self.steps
@@ -102,20 +144,37 @@ class _JointSteps(Dataset):
 
 
 class AlertDataModule(L.LightningDataModule):
-    """Context-tree counts and distinct tuples of encoded alerts, served as joint steps."""
+    """Context-tree counts and distinct tuples of encoded alerts, served as joint steps.
 
-    def __init__(self, encoded: EncodedAlerts, depth: int, tuple_batch: int = 4096, seed: int = 0) -> None:
+    partitions: groups of entities whose tree counts are built apart and merged (same tree).
+    """
+
+    def __init__(self, encoded: EncodedAlerts, depth: int, tuple_batch: int = 4096, seed: int = 0,
+                 partitions: int = 1) -> None:
         super().__init__()
         self.encoded, self.depth, self.tuple_batch, self.seed = encoded, depth, tuple_batch, seed
-        self.tree = ContextTree.build(encoded.symbols, encoded.sequence, depth, encoded.n_symbols)
+        self.tree = partitioned_tree(encoded, depth, partitions)
         self.tuples, self.tuple_counts, self.tuple_of = unique_tuples(encoded.codes)
 
     @property
     def steps_per_epoch(self) -> int:
         return max(1, -(-len(self.tuples) // self.tuple_batch))
 
+    def check_processes(self, world: int) -> None:
+        """A ConfigError if one of ``world`` processes would get no tuples or no runs in a step."""
+        least, needed = min(len(self.tuples), len(self.tree.symbols)), self.steps_per_epoch * world
+        if least < needed:
+            raise ConfigError(
+                f"trainer: {world} process(es) x {self.steps_per_epoch} steps per epoch need at least {needed} "
+                f"distinct attribute tuples and runs, the data has {least}; use fewer processes (trainer=cpu) "
+                "or a larger model.tuple_batch"
+            )
+
     def train_dataloader(self) -> DataLoader:
-        steps = _JointSteps(self.tuples, self.tuple_counts, self.tree.chain_counts(True), self.steps_per_epoch, self.seed)
+        # Each DDP process takes its own part of every step (single process: rank 0 of 1, the whole step).
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        chains = self.tree.chain_counts(True)
+        steps = _JointSteps(self.tuples, self.tuple_counts, chains, self.steps_per_epoch, self.seed, rank, world)
         return DataLoader(steps, batch_size=None, shuffle=False, num_workers=0)
 
     def predict_dataloader(self) -> DataLoader:

@@ -3,33 +3,55 @@
 from __future__ import annotations
 
 import gzip
+import io
 import logging
+import os
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 from car.alerts import DataError
+from car.progress import Progress
 
 log = logging.getLogger(__name__)
 GZIP_MAGIC = b"\x1f\x8b"
+CHUNK_BYTES = 16 << 20  # read this much at a time, reporting progress in between
 
 
 def read_bytes(path: str | Path) -> bytes:
-    """The file's bytes, gunzipped when it is gzip (by suffix ``.gz`` or content)."""
+    """The file's bytes, gunzipped when it is gzip (by suffix ``.gz`` or content).
+
+    Read in chunks of ``CHUNK_BYTES``, logging progress (bytes, lines) on a long read.
+    """
     path = Path(path)
     try:
-        data = path.read_bytes()
+        with path.open("rb") as raw:
+            gzipped = path.suffix == ".gz" or raw.read(2) == GZIP_MAGIC
+            raw.seek(0)
+            if not gzipped:
+                return _read_chunks(raw, raw, path.name)
+            try:
+                return _read_chunks(gzip.GzipFile(fileobj=raw), raw, path.name)
+            except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+                raise DataError(
+                    f"{path.name}: truncated or corrupt gzip ({err}); download or compress the file again"
+                ) from None
     except FileNotFoundError:
         raise DataError(f"{path}: no such file; fix it with data.path=<existing file or folder>") from None
     except OSError as err:
         raise DataError(f"{path}: cannot read ({err.strerror}); check the file and data.path") from None
-    if path.suffix == ".gz" or data[:2] == GZIP_MAGIC:
-        try:
-            data = gzip.decompress(data)
-        except (EOFError, OSError, zlib.error) as err:
-            raise DataError(
-                f"{path.name}: truncated or corrupt gzip ({err}); download or compress the file again"
-            ) from None
-    return data
+
+
+def _read_chunks(stream: BinaryIO, raw: BinaryIO, name: str) -> bytes:
+    """All of ``stream``; progress is the position in the file underneath, ``raw``."""
+    out = io.BytesIO()
+    lines = 0
+    with Progress(f"reading {name}", os.fstat(raw.fileno()).st_size, "bytes") as progress:
+        while chunk := stream.read(CHUNK_BYTES):
+            out.write(chunk)
+            lines += chunk.count(b"\n")
+            progress.update(raw.tell(), f"{lines:,} lines")
+    return out.getvalue()
 
 
 def decode(data: bytes, name: str) -> str:

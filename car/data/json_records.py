@@ -19,6 +19,7 @@ import pandas as pd
 from car.alerts import AlertTable, DataError
 from car.data.files import decode, read_bytes
 from car.data.schema import Field, Parsed, build, field_name, field_sources
+from car.progress import ANNOUNCE_BYTES, Progress
 
 log = logging.getLogger(__name__)
 
@@ -102,16 +103,19 @@ def read_json_lines(path: str) -> JsonRecords:
     text = decode(read_bytes(path), Path(path).name)
     records = JsonRecords([], Parsed(str(path)))
     alert_id = 0
-    for number, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        reason, item = _parse_line(line)
-        if reason is None:
-            records.parsed.keep(alert_id, number)
-            records.items.append(item)
-        else:
-            records.parsed.reject(alert_id, number, reason, line.rstrip("\r"))
-        alert_id += 1
+    lines = text.split("\n")
+    with Progress(f"parsing {Path(path).name}", len(lines), "lines") as progress:
+        for number, line in enumerate(lines, start=1):
+            progress.update(number)
+            if not line.strip():
+                continue
+            reason, item = _parse_line(line)
+            if reason is None:
+                records.parsed.keep(alert_id, number)
+                records.items.append(item)
+            else:
+                records.parsed.reject(alert_id, number, reason, line.rstrip("\r"))
+            alert_id += 1
     if alert_id == 0:
         raise DataError(f"{Path(path).name}: empty file; it needs one JSON object a line: check data.path")
     return records
@@ -124,7 +128,9 @@ def read_json_array(path: str) -> list[Any]:
     if not text.strip():
         raise DataError(f"{name}: empty file; it needs a JSON array of records: check data.path")
     try:
-        value = json.loads(text)
+        with Progress(f"parsing {name}", len(text), "characters", announce=len(text) >= ANNOUNCE_BYTES) as progress:
+            value = json.loads(text)
+            progress.update(len(text), f"{len(value):,} records" if isinstance(value, list) else "")
     except json.JSONDecodeError as err:
         raise DataError(
             f"{name}:{err.lineno}: invalid JSON at column {err.colno} ({err.msg}); "

@@ -19,6 +19,7 @@ from car.alerts import AlertTable, DataError
 from car.data.csv_rows import read_csv_rows
 from car.data.files import read_bytes
 from car.data.schema import Field, Parsed, attribute_options, build, column_options, field_sources
+from car.progress import ANNOUNCE_BYTES, Progress
 
 TRUE_VALUES = ("1", "true", "yes", "attack", "malicious")
 FALSE_VALUES = ("0", "false", "no", "benign", "-", "")
@@ -143,8 +144,11 @@ def _binary(values: pd.Series, negative: list[str] | None, parsed: Parsed, optio
 def _read_parquet(path: Path) -> pd.DataFrame:
     if not path.exists():
         raise DataError(f"{path}: no such file; fix it with data.path=<existing file or folder>")
+    size = path.stat().st_size
     try:
-        frame = pd.read_parquet(path)
+        with Progress(f"reading {path.name}", size, "bytes", announce=size >= ANNOUNCE_BYTES) as progress:
+            frame = pd.read_parquet(path)
+            progress.update(size, f"{len(frame):,} rows")
     except (OSError, ValueError) as err:
         raise DataError(f"{path.name}: not a readable Parquet file ({err}); check the file") from None
     if len(frame) == 0:

@@ -40,10 +40,13 @@ class Ranking:
 class AlertRanker(ABC):
     """Fit on alerts (plus optional unlabeled history), then rank alerts.
 
-    Models never see labels: the pipeline passes ``AlertTable.unlabeled()`` tables.
+    Models never see the batch's labels: the pipeline passes ``AlertTable.unlabeled()`` tables.
+    The history's labels reach only a model with ``learns_from_history_labels`` (the peers'
+    protocol, docs: benchmark.md).
     """
 
     name: str = "ranker"
+    learns_from_history_labels: bool = False
 
     @abstractmethod
     def fit(self, alerts: AlertTable, history: AlertTable | None = None, trainer: dict[str, Any] | None = None) -> AlertRanker:

@@ -65,10 +65,12 @@ class CAR(AlertRanker):
         self.data = AlertDataModule(encoded, self.options["temporal"]["depth"], self.tuple_batch, self.seed)
         self.module = CARModule(encoded.n_symbols, [len(v) for v in encoded.vocab.values()], **self.options)
         self.module.set_noise(self.data.tuples, self.data.tuple_counts)
-        options = {**_TRAINER_DEFAULTS, **(trainer or {}), "enable_model_summary": False}
+        # The datamodule gives each DDP process its part of every step; a DistributedSampler must not re-split.
+        options = {**_TRAINER_DEFAULTS, **(trainer or {}), "enable_model_summary": False, "use_distributed_sampler": False}
         resume = options.pop("ckpt_path", None)
         L.seed_everything(self.seed, workers=True, verbose=False)
         self.trainer = L.Trainer(**options)
+        self.data.check_processes(self.trainer.num_nodes * self.trainer.num_devices)
         # weights_only: a checkpoint is loaded as tensors and plain containers, never as code.
         self.trainer.fit(self.module, datamodule=self.data, ckpt_path=resume, weights_only=True)
         return self
@@ -76,8 +78,21 @@ class CAR(AlertRanker):
     def rank(self, alerts: AlertTable) -> Ranking:
         if self.module is None:
             raise RuntimeError("CAR.rank called before fit")
-        (ranked,) = self.trainer.predict(self.module, datamodule=self.data)
+        # One global solve, in this process: after a DDP fit (ddp_spawn) the fitted weights are back here.
+        predictor = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                              enable_model_summary=False)
+        (ranked,) = predictor.predict(self.module, datamodule=self.data)
         return to_ranking(ranked, self.data.encoded, alerts, self.options["patterns"]["graph_top"])
+
+    def rank_encoded(self, encoded: EncodedAlerts, alerts: AlertTable) -> tuple[Ranking, AlertDataModule]:
+        """Rank the batch alerts of ``encoded`` (rows of ``alerts``) with the fitted parameters and
+        the counts of every alert of ``encoded``, without training: online ranking with a saved
+        model (car/models/saved.py). Returns the ranking and the datamodule holding those counts."""
+        if self.module is None:
+            raise RuntimeError("CAR.rank_encoded called before fit or load")
+        data = AlertDataModule(encoded, self.options["temporal"]["depth"], self.tuple_batch, self.seed)
+        ranked = self.module.rank_alerts(data)
+        return to_ranking(ranked, encoded, alerts, self.options["patterns"]["graph_top"]), data
 
 
 def to_ranking(ranked: RankedAlerts, enc: EncodedAlerts, alerts: AlertTable, graph_top: int) -> Ranking:
@@ -145,25 +160,24 @@ def explanations(alerts: AlertTable, enc: EncodedAlerts, pattern_id: pd.array, c
     """A plain-words reason per alert (n,), from the model's own terms: the pattern the alert
     is a step of, how often its type occurs (history included), and whether its attribute
     combination is among the most anomalous (content score at or above the ``anomalous``
-    quantile)."""
+    quantile). Each distinct reason is written once and shared (3 M alerts hold few)."""
     frame = alerts.alerts
-    type_counts = pd.Series(np.bincount(enc.codes[:, 1], minlength=enc.n_symbols), index=enc.vocab["type"])
-    total = len(enc.codes)
-    why = ("type " + frame["type"] + " seen " + frame["type"].map(type_counts).map("{:,}".format)
-           + f" times in {total:,} alerts")
-    if len(patterns):
-        steps = pd.Series(patterns["steps"].to_numpy(), index=patterns["pattern_id"].to_numpy())
-        has = ~pattern_id.isna()
-        ids = pattern_id[has].to_numpy(dtype=np.int64)
-        step_text = steps.loc[ids].to_numpy()
-        position = [_step_of(seq, t) for seq, t in zip(step_text, frame["type"].to_numpy()[has])]
-        lead = pd.Series([f"{p} of pattern {i} ({seq}) on {e}; " for p, i, seq, e in
-                          zip(position, ids, step_text, frame["entity"].to_numpy()[has])], index=frame.index[has])
-        why = lead.reindex(frame.index, fill_value="") + why
+    type_counts = dict(zip(enc.vocab["type"], np.bincount(enc.codes[:, 1], minlength=enc.n_symbols).tolist()))
+    ids = pattern_id.to_numpy(dtype=np.int64, na_value=0) if len(patterns) else np.zeros(len(frame), np.int64)
+    rare = np.zeros(len(frame), dtype=bool)
     if len(content) > 1 and np.ptp(content) > 0:
         rare = content > np.quantile(content, anomalous)
-        why = why.where(~rare, why + f"; attribute combination more unusual than {100 * anomalous:.0f}% of alerts")
-    return why.to_numpy()
+    keys = pd.DataFrame({"type": frame["type"].to_numpy(dtype=object), "pattern": ids,
+                         "entity": np.where(ids > 0, frame["entity"].to_numpy(dtype=object), ""), "rare": rare})
+    codes = keys.groupby(list(keys.columns), sort=False).ngroup().to_numpy()
+    steps = dict(zip(patterns["pattern_id"], patterns["steps"])) if len(patterns) else {}
+    unusual = f"; attribute combination more unusual than {100 * anomalous:.0f}% of alerts"
+    total = f" times in {len(enc.codes):,} alerts"
+    reasons = []
+    for alert_type, pattern, entity, is_rare in keys.drop_duplicates().itertuples(index=False):
+        lead = f"{_step_of(steps[pattern], alert_type)} of pattern {pattern} ({steps[pattern]}) on {entity}; " if pattern else ""
+        reasons.append(f"{lead}type {alert_type} seen {type_counts[alert_type]:,}{total}{unusual if is_rare else ''}")
+    return np.asarray(reasons, dtype=object)[codes]
 
 
 def _step_of(steps: str, alert_type: str) -> str:

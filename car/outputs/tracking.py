@@ -77,6 +77,15 @@ class Tracker:
             for path in files:
                 mlflow.log_artifact(str(path))
 
+    def log_model(self, model_dir: Path | None) -> None:
+        """Log a saved model folder as the run's MLflow pyfunc model ``model`` (not with
+        ``logger.log_artifacts=false``, nor without a folder)."""
+        if self.run_id is None or model_dir is None or not self.cfg.get("log_artifacts", True):
+            return
+        from car.outputs.mlflow_model import log_pyfunc
+
+        log_pyfunc(model_dir)
+
     def end(self, status: str = "FINISHED") -> None:
         if self.run_id is not None:
             import mlflow

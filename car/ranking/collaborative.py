@@ -65,6 +65,7 @@ import torch
 from torch import Tensor
 
 from car.errors import ConfigError, DataError
+from car.progress import Progress
 
 __all__ = [
     "RankingGraph",
@@ -248,19 +249,21 @@ def _block_descent(
     t = torch.zeros(graph.n, dtype=DTYPE)
     u = torch.zeros(graph.n_patterns, dtype=DTYPE)
     result = RankingResult(t=t, u=u)
-    for _ in range(max_iter):
-        u_new = ops.update_u(t, p)
-        t_new, steps, _ = _cg(ops.matvec_t, ops.rhs_t(u_new, prior), t, ops.diag_t, cg_tol, cg_max_iter)
-        t_new.clamp_(min=0)
-        change = max(_max_abs(t_new - t), _max_abs(u_new - u))
-        scale = max(_max_abs(t_new), _max_abs(u_new), torch.finfo(DTYPE).tiny)
-        t, u = t_new, u_new
-        result.iterations += 1
-        result.cg_iterations += steps
-        result.objectives.append(objective(t, u, graph, p, q, params).item())
-        if change <= tol * scale:
-            result.converged = True
-            break
+    with Progress("ranking: block descent", unit="iterations") as progress:
+        for _ in range(max_iter):
+            u_new = ops.update_u(t, p)
+            t_new, steps, _ = _cg(ops.matvec_t, ops.rhs_t(u_new, prior), t, ops.diag_t, cg_tol, cg_max_iter)
+            t_new.clamp_(min=0)
+            change = max(_max_abs(t_new - t), _max_abs(u_new - u))
+            scale = max(_max_abs(t_new), _max_abs(u_new), torch.finfo(DTYPE).tiny)
+            t, u = t_new, u_new
+            result.iterations += 1
+            result.cg_iterations += steps
+            result.objectives.append(objective(t, u, graph, p, q, params).item())
+            progress.update(result.iterations, f"relative change {change / scale:.1e}, stops at {tol:.0e}")
+            if change <= tol * scale:
+                result.converged = True
+                break
     result.t, result.u = t, u
     return result
 
@@ -328,16 +331,19 @@ def _cg(
     z = r / diag
     direction = z.clone()
     rz = r.dot(z).item()
-    for step in range(max_iter):
-        if r.norm().item() <= tol * b_norm:
-            return x, step, True
-        a_dir = matvec(direction)
-        alpha = rz / direction.dot(a_dir).item()
-        x.add_(direction, alpha=alpha)
-        r.sub_(a_dir, alpha=alpha)
-        torch.div(r, diag, out=z)
-        rz, rz_old = r.dot(z).item(), rz
-        direction.mul_(rz / rz_old).add_(z)
+    with Progress("ranking: conjugate gradient", unit="steps") as progress:
+        for step in range(max_iter):
+            r_norm = r.norm().item()
+            progress.update(step, f"relative residual {r_norm / b_norm:.1e}, stops at {tol:.0e}")
+            if r_norm <= tol * b_norm:
+                return x, step, True
+            a_dir = matvec(direction)
+            alpha = rz / direction.dot(a_dir).item()
+            x.add_(direction, alpha=alpha)
+            r.sub_(a_dir, alpha=alpha)
+            torch.div(r, diag, out=z)
+            rz, rz_old = r.dot(z).item(), rz
+            direction.mul_(rz / rz_old).add_(z)
     return x, max_iter, r.norm().item() <= tol * b_norm
 
 

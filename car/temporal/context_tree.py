@@ -195,6 +195,18 @@ class ContextTree:
             np.stack(entry_cols, axis=1),
         )
 
+    @staticmethod
+    def merge_all(trees: Sequence[ContextTree]) -> ContextTree:
+        """Tree of the alerts of ``trees`` in the given order (disjoint sets of sequences), merged
+        pairwise in log2(len(trees)) rounds so that no alert is copied more than that often."""
+        if not trees:
+            raise ValueError("merge_all needs at least one tree")
+        merged = list(trees)
+        while len(merged) > 1:
+            merged = [ContextTree.merge(*merged[i:i + 2]) if i + 1 < len(merged) else merged[i]
+                      for i in range(0, len(merged), 2)]
+        return merged[0]
+
     def lookup(self, history: np.ndarray) -> np.ndarray:
         """Node ids (m, D+1) of each history's contexts at depths 0..D, -1 where absent from the tree."""
         history = np.atleast_2d(np.asarray(history, dtype=np.int64))

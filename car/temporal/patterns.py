@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from car.progress import Progress
 from car.temporal.context_tree import ContextTree, sequence_positions
 from car.temporal.pitman_yor import PitmanYorTree
 
@@ -273,20 +274,23 @@ def find_patterns(
     prefixes = symbols[:, None]
     conds, lifts = np.zeros((len(symbols), 0)), np.zeros((len(symbols), 0))
     found = []
-    for _ in range(k_max - 1):
-        if len(prefixes) == 0:
-            break
-        cand = counter.extend(prefixes, occ, min_support)
-        keep = (cand.support >= min_support) & (cand.lift >= min_step_lift)
-        if keep.sum() > beam:
-            keep[keep] = cand.lift[keep] >= np.sort(cand.lift[keep])[-beam]
-        rows = cand.row[keep]
-        prefixes = np.column_stack([prefixes[rows], cand.symbol[keep]])
-        conds = np.column_stack([conds[rows], cand.cond[keep]])
-        lifts = np.column_stack([lifts[rows], cand.lift[keep]])
-        occ = cand.occ.take(keep) if cand.occ is not None else None
-        strong = lifts[:, -1] >= min_lift
-        found.append((prefixes[strong], conds[strong], lifts[strong], cand.support[keep][strong]))
+    with Progress("pattern search", k_max - 1, "levels") as progress:
+        for level in range(1, k_max):
+            if len(prefixes) == 0:
+                break
+            cand = counter.extend(prefixes, occ, min_support)
+            keep = (cand.support >= min_support) & (cand.lift >= min_step_lift)
+            if keep.sum() > beam:
+                keep[keep] = cand.lift[keep] >= np.sort(cand.lift[keep])[-beam]
+            rows = cand.row[keep]
+            prefixes = np.column_stack([prefixes[rows], cand.symbol[keep]])
+            conds = np.column_stack([conds[rows], cand.cond[keep]])
+            lifts = np.column_stack([lifts[rows], cand.lift[keep]])
+            occ = cand.occ.take(keep) if cand.occ is not None else None
+            strong = lifts[:, -1] >= min_lift
+            found.append((prefixes[strong], conds[strong], lifts[strong], cand.support[keep][strong]))
+            progress.update(level, f"{level + 1} steps: {len(cand.row):,} candidates, {len(rows):,} kept, "
+                                   f"{int(strong.sum()):,} patterns")
     return _rank(found, len(tree.symbols), score, rarity_weight, max_patterns, suppress_subpatterns)
 
 

@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 
 from car.errors import ConfigError
 from car.models.baselines import Rarity
+from car.models.peer_inputs import import_peer
 from car.pipeline import build_model
 from reliability_helpers import CALLS, REPO
 
@@ -51,9 +52,13 @@ def test_checkpoints_load_only_with_weights_only():
 
 
 def test_dynamic_imports_are_fixed_tables_or_checked():
-    """importlib is used by the loader table (a fixed FORMATS mapping) and by the model check."""
+    """importlib is used by the loader table (a fixed FORMATS mapping), the peers' fixed package
+    names and the model check."""
     imports = code_lines(r"import_module\(|\binstantiate\(")
-    assert [line.split(":")[0] for line in imports] == ["car/data/__init__.py", "car/pipeline.py", "car/pipeline.py"], imports
+    assert [line.split(":")[0] for line in imports] == [
+        "car/data/__init__.py", "car/models/peer_inputs.py", "car/pipeline.py", "car/pipeline.py"], imports
+    with pytest.raises(ValueError, match="not a peer package"):
+        import_peer("os", "deepcase")
 
 
 @pytest.mark.parametrize(

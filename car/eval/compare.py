@@ -1,0 +1,266 @@
+"""``car compare``: the MLflow runs of one experiment side by side.
+
+One row per method, scenario and protocol, one column per metric: mean and standard deviation
+over the seeds. Written as CSV (long: one line per metric) and Markdown (wide), with PNG plots
+(a bar chart per metric, precision-recall curves per scenario from the runs' ranked_alerts.csv),
+and logged as the artifacts of a summary run in the same experiment, tagged ``car.summary`` so
+that the next comparison leaves it out.
+
+A run's method, scenario and protocol are its params ``method``, ``scenario`` and ``protocol``
+(set by the experiment configs); without them, the model and input of its run name
+``<model>:<input>``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from car.errors import ConfigError
+from car.eval.metrics import precision_recall_curve
+from car.outputs.files import write_bytes, write_csv
+from car.outputs.pictures import png
+
+SUMMARY_TAG = "car.summary"
+GROUP = ["method", "scenario", "protocol"]
+RUN_COLUMNS = ["run_id", "start_time", *GROUP, "seed"]  # the columns of load_runs before the metrics
+DEFAULT_METRICS = ("*/raw/ap", "*/grouped/ap", "*/raw/workload_at_95", "*/grouped/workload_at_95", "patterns/*")
+CURVE_POINTS = 2000  # points drawn per precision-recall curve
+RANKED_ALERTS = "ranked_alerts.csv"
+
+
+@dataclass
+class Comparison:
+    """runs: one row per compared run (run_id, method, scenario, protocol, seed, metrics);
+    replaced: earlier runs left out because a later run repeats their method, scenario,
+    protocol and seed; table: one row per method, scenario, protocol and metric with mean, std,
+    min, max and seeds (runs with a value); files: everything written, in writing order."""
+
+    runs: pd.DataFrame
+    replaced: int
+    table: pd.DataFrame
+    files: list[Path]
+
+
+def compare(experiment: str, uri: str, out: Path, metrics: tuple[str, ...] = DEFAULT_METRICS,
+            curves: bool = True) -> tuple[Comparison, str]:
+    """Compare the finished runs of ``experiment``, write the files into ``out`` and log them as
+    a summary run; returns the comparison and the summary run's id."""
+    import mlflow
+
+    experiment_id = _experiment_id(mlflow, experiment, uri)
+    runs, replaced = load_runs(mlflow, experiment_id, experiment)
+    table = summarize(runs, select_metrics(runs, metrics))
+    out.mkdir(parents=True, exist_ok=True)
+    files = [write_csv(table, out / "comparison.csv"),
+             write_bytes(markdown(table, runs).encode("utf-8"), out / "comparison.md")]
+    files += [write_bytes(picture, out / name) for name, picture in bar_pictures(table).items()]
+    if curves:
+        files += [write_bytes(picture, out / name) for name, picture in curve_pictures(mlflow, runs).items()]
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"compare:{experiment}", tags={SUMMARY_TAG: "true"}) as run:
+        mlflow.log_params({"compared_runs": len(runs), "metrics": " ".join(metrics)})
+        for path in files:
+            mlflow.log_artifact(str(path))
+    return Comparison(runs, replaced, table, files), run.info.run_id
+
+
+def store_uri(tracking_uri: str) -> str:
+    """``tracking_uri``, checked: a sqlite store must exist (MLflow would create an empty one)."""
+    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///")).is_file():
+        raise ConfigError(f"no MLflow store at {tracking_uri}; pass the store of the runs with "
+                          "--tracking-uri sqlite:///<path>/mlflow.db (or set MLFLOW_TRACKING_URI)")
+    return tracking_uri
+
+
+def _experiment_id(mlflow: Any, experiment: str, uri: str) -> str:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    mlflow.set_tracking_uri(store_uri(uri))
+    found = mlflow.get_experiment_by_name(experiment)
+    if found is None:
+        names = ", ".join(sorted(e.name for e in mlflow.search_experiments())) or "none"
+        raise ConfigError(f"no MLflow experiment {experiment!r} in {uri} (experiments there: {names}); "
+                          f"run it first, e.g. python train.py -m +experiment={experiment}")
+    return found.experiment_id
+
+
+def load_runs(mlflow: Any, experiment_id: str, experiment: str) -> tuple[pd.DataFrame, int]:
+    """The finished, non-summary runs (run_id, start_time, method, scenario, protocol, seed and
+    one column per metric) and how many were replaced: of runs repeating a method, scenario,
+    protocol and seed only the latest is kept (a re-run replaces the earlier one)."""
+    found = mlflow.search_runs(experiment_ids=[experiment_id], filter_string="attributes.status = 'FINISHED'")
+    if len(found) and f"tags.{SUMMARY_TAG}" in found:
+        found = found[found[f"tags.{SUMMARY_TAG}"] != "true"]
+    if not len(found):
+        raise ConfigError(f"MLflow experiment {experiment!r} has no finished runs to compare; run it first, "
+                          f"e.g. python train.py -m +experiment={experiment}")
+    name = found["tags.mlflow.runName"].fillna(":").str.split(":", n=1)
+    runs = pd.DataFrame({
+        "run_id": found["run_id"].to_numpy(),
+        "start_time": found["start_time"].to_numpy(),
+        "method": _param(found, "method", name.str[0]),
+        "scenario": _param(found, "scenario", name.str[1]),
+        "protocol": _param(found, "protocol", pd.Series("", index=found.index)),
+        "seed": _param(found, "seed", pd.Series("", index=found.index)),
+    })
+    metric_columns = [c for c in found.columns if c.startswith("metrics.")]
+    runs = pd.concat([runs, found[metric_columns].rename(columns=lambda c: c.removeprefix("metrics.")).reset_index(drop=True)], axis=1)
+    latest = runs.sort_values("start_time").drop_duplicates([*GROUP, "seed"], keep="last")
+    return latest.sort_values([*GROUP, "seed"], key=_natural).reset_index(drop=True), len(runs) - len(latest)
+
+
+def _param(found: pd.DataFrame, key: str, fallback: pd.Series) -> np.ndarray:
+    """Param ``key`` of each run, ``fallback`` where the run has none; text, shape (runs,)."""
+    column = found.get(f"params.{key}", pd.Series(np.nan, index=found.index))
+    return column.fillna(fallback).fillna("").astype(str).to_numpy()
+
+
+def _natural(column: pd.Series) -> pd.Series:
+    """Sort key: numbers as numbers (seed 10 after seed 9), other text as text."""
+    numbers = pd.to_numeric(column, errors="coerce")
+    return numbers if numbers.notna().all() else column
+
+
+def select_metrics(runs: pd.DataFrame, patterns: tuple[str, ...]) -> list[str]:
+    """Metric columns of ``runs`` matching any of the glob ``patterns``: grouped by label kind
+    (alphabetically, pattern metrics last), in pattern order within a group."""
+    names = [c for c in runs.columns if c not in RUN_COLUMNS and runs[c].notna().any()]
+    chosen = list(dict.fromkeys(n for p in patterns for n in names if fnmatch.fnmatchcase(n, p)))
+    if not chosen:
+        raise ConfigError(f"no metric of the runs matches --metrics {' '.join(patterns)}; "
+                          f"they have: {', '.join(names[:20]) or 'none'}")
+    return sorted(chosen, key=_metric_group)  # stable: pattern order within a group
+
+
+def _metric_group(name: str) -> tuple[bool, str]:
+    """Sort key of a metric's group: its first part (``strict`` of ``strict/raw/ap``), ``patterns`` last."""
+    group = name.split("/")[0]
+    return group == "patterns", group
+
+
+def summarize(runs: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """Mean, sample standard deviation (NaN for one seed), min, max and number of seeds with a
+    value, per method, scenario, protocol and metric."""
+    long = runs.melt(id_vars=GROUP, value_vars=metrics, var_name="metric").dropna(subset="value")
+    order = {m: i for i, m in enumerate(metrics)}
+    stats = long.groupby([*GROUP, "metric"], sort=False)["value"].agg(["mean", "std", "min", "max", "count"])
+    stats = stats.rename(columns={"count": "seeds"}).reset_index()
+    stats["seeds"] = stats["seeds"].astype(np.int64)
+    return stats.sort_values(["metric"], key=lambda m: m.map(order), kind="stable").reset_index(drop=True)
+
+
+def markdown(table: pd.DataFrame, runs: pd.DataFrame) -> str:
+    """The comparison as one Markdown table: a row per method, scenario and protocol, a column
+    per metric, cells ``mean ± std`` over the seeds (``(k)`` when only k runs have the value)."""
+    run_counts = runs.groupby(GROUP, sort=False).size()
+    wide = table.assign(cell=[_cell(r, run_counts[tuple(r[g] for g in GROUP)]) for _, r in table.iterrows()])
+    wide = wide.pivot(index=GROUP, columns="metric", values="cell").reindex(columns=table["metric"].unique())
+    wide = wide.reindex(run_counts.index).fillna("")
+    head = [*GROUP, "runs", *wide.columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key, row in wide.iterrows():
+        lines.append("| " + " | ".join([*map(_escape, key), str(run_counts[key]), *row]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(row: pd.Series, runs: int) -> str:
+    text = f"{row['mean']:.3f}" if np.isnan(row["std"]) else f"{row['mean']:.3f} ± {row['std']:.3f}"
+    return text if row["seeds"] == runs else f"{text} ({row['seeds']})"
+
+
+def _escape(text: str) -> str:
+    """Markdown table cell text: a ``|`` would end the cell."""
+    return str(text).replace("|", r"\|")
+
+
+def bar_pictures(table: pd.DataFrame) -> dict[str, bytes]:
+    """One PNG per metric, ``bars_<metric>.png``: mean per scenario (and protocol) and method,
+    error bars one standard deviation."""
+    return {f"bars_{_slug(metric)}.png": _picture(_bar_figure, part, metric)
+            for metric, part in table.groupby("metric", sort=False)}
+
+
+def _bar_figure(part: pd.DataFrame, metric: str) -> Figure:
+    cases = (part["scenario"] + np.where(part["protocol"] != "", " " + part["protocol"], "")).to_numpy()
+    labels, methods = list(dict.fromkeys(cases)), list(dict.fromkeys(part["method"]))
+    width = 0.8 / len(methods)
+    figure, ax = _figure(max(6.0, 0.22 * len(labels) * len(methods) + 2), 4.5)
+    for i, method in enumerate(methods):
+        mine = part["method"].to_numpy() == method
+        x = np.array([labels.index(c) for c in cases[mine]]) + (i - (len(methods) - 1) / 2) * width
+        ax.bar(x, part["mean"][mine], width, yerr=part["std"][mine].fillna(0.0), label=method, capsize=2)
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric}: mean over seeds, bars one standard deviation", loc="left")
+    ax.legend(fontsize=7, ncols=max(1, len(methods) // 8))
+    return figure
+
+
+def curve_pictures(mlflow: Any, runs: pd.DataFrame) -> dict[str, bytes]:
+    """Precision-recall curves, one PNG per scenario, protocol and label kind
+    (``pr_<scenario>_<protocol>_<kind>.png``): a curve per method from the ranked_alerts.csv
+    of its run with the lowest seed. Runs without that artifact or without labels are left out."""
+    first = runs.drop_duplicates(GROUP, keep="first")  # runs are sorted by seed within a group
+    curves: dict[tuple[str, str, str], dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for run in first.itertuples():
+            for kind, curve in _run_curves(mlflow, run.run_id, Path(tmp)).items():
+                curves.setdefault((run.scenario, run.protocol, kind), {})[run.method] = curve
+    return {f"pr_{_slug('_'.join(p for p in key if p))}.png": _picture(_curve_figure, methods, " ".join(p for p in key if p))
+            for key, methods in curves.items()}
+
+
+def _run_curves(mlflow: Any, run_id: str, tmp: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Precision and recall per label kind of one run's ranked_alerts.csv; empty without it."""
+    if RANKED_ALERTS not in {a.path for a in mlflow.MlflowClient().list_artifacts(run_id)}:
+        return {}
+    path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=RANKED_ALERTS, dst_path=str(tmp / run_id))
+    frame = pd.read_csv(path, usecols=lambda c: c == "score" or c.startswith("label_"))
+    Path(path).unlink()
+    scores = frame["score"].to_numpy(np.float64)
+    return {c.removeprefix("label_"): precision_recall_curve(scores, frame[c].to_numpy())
+            for c in frame.columns if c != "score" and frame[c].nunique() == 2}
+
+
+def _curve_figure(methods: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> Figure:
+    figure, ax = _figure(6, 4.5)
+    for method, (precision, recall) in methods.items():
+        keep = np.unique(np.linspace(0, len(recall) - 1, CURVE_POINTS).astype(np.int64))
+        ax.step(np.r_[0.0, recall[keep]], np.r_[precision[0], precision[keep]], where="pre", label=method)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1.01)
+    ax.set_ylim(0, 1.01)
+    ax.set_title(f"precision-recall, {title} (lowest seed)", loc="left")
+    ax.legend(fontsize=7)
+    return figure
+
+
+def _figure(width: float, height: float) -> tuple[Figure, Any]:
+    """A figure on the Agg canvas (inches) and its one axes."""
+    figure = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure, figure.subplots()
+
+
+def _picture(draw: Any, *args: Any) -> bytes:
+    """PNG bytes of ``draw(*args)``; text is drawn as it is (a ``$`` does not start math)."""
+    with matplotlib.rc_context({"text.parse_math": False, "font.size": 9, "axes.titlesize": 10}):
+        return png(draw(*args))
+
+
+def _slug(text: str) -> str:
+    """``text`` as a file name part: runs of other characters than letters, digits, ``.``,
+    ``-`` and ``_`` become ``_``."""
+    return re.sub(r"[^\w.-]+", "_", text).strip("_")

@@ -1,0 +1,186 @@
+"""Pictures of a run as PNG: attack scenarios of the top patterns, score histogram, precision-recall.
+
+Drawn on matplotlib's Agg canvas through ``Figure`` objects (no display, no pyplot state, the
+caller's backend untouched). Text from the data is drawn as it is: a ``$`` in an alert type does
+not start math. The same data gives the same bytes (fixed layout, no timestamp in the PNG).
+"""
+
+from __future__ import annotations
+
+import io
+import textwrap
+
+import matplotlib
+import networkx as nx
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from car.alerts import AlertTable
+from car.eval.metrics import average_precision, precision_recall_curve
+from car.models.base import Ranking
+
+ATTACK_PICTURE = "attack_patterns.png"
+HISTOGRAM_PICTURE = "score_histogram.png"
+PR_PICTURE = "precision_recall.png"
+PICTURE_FILES = (ATTACK_PICTURE, HISTOGRAM_PICTURE, PR_PICTURE)
+TOP_PATTERNS = 4  # patterns drawn in ATTACK_PICTURE
+MAX_LANES = 6  # entities drawn per pattern: those with the most transitions
+BINS = 50
+DPI = 100
+NODE_SIZE = 500
+ATTACK_COLOR, BENIGN_COLOR, NODE_COLOR = "#c0392b", "#7f8c8d", "#2c3e50"
+STYLE = {"font.size": 9, "axes.titlesize": 10}  # rc parameters the pictures are drawn with
+
+
+def render_pictures(table: AlertTable, ranking: Ranking) -> dict[str, bytes]:
+    """PNG bytes by file name, in ``PICTURE_FILES`` order: the attack scenarios when the model
+    gives a graph, the histogram always, precision-recall when some label kind has both classes."""
+    with matplotlib.rc_context(STYLE):
+        figures = {
+            ATTACK_PICTURE: attack_figure(ranking.graph, ranking.patterns) if ranking.graph is not None else None,
+            HISTOGRAM_PICTURE: histogram_figure(table, ranking.scores),
+            PR_PICTURE: precision_recall_figure(table, ranking.scores),
+        }
+        return {name: png(figure) for name, figure in figures.items() if figure is not None}
+
+
+def png(figure: Figure) -> bytes:
+    """The figure as PNG bytes (no software or time metadata, so equal figures give equal bytes)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def _plain(text: object) -> str:
+    """Text from the data for matplotlib: ``$`` escaped, so that ``$x$`` is not read as math."""
+    return str(text).replace("$", r"\$")
+
+
+def _figure(
+    width: float, height: float, rows: int = 1, cols: int = 1, heights: list[float] | None = None,
+) -> tuple[Figure, list[Axes]]:
+    """A figure on the Agg canvas (size in inches) and its axes, row by row (``heights``: row ratios)."""
+    figure = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(rows, cols, squeeze=False, gridspec_kw={"height_ratios": heights} if heights else None)
+    return figure, list(axes.ravel())
+
+
+def attack_figure(graph: nx.DiGraph, patterns: pd.DataFrame) -> Figure:
+    """One panel per top pattern (at most ``TOP_PATTERNS``) with edges in ``graph``.
+
+    A panel has a lane per entity (the ``MAX_LANES`` with the most transitions) and a column per
+    step type; a node is an (entity, type) step labelled with its alert count, an arrow a
+    transition whose width and label give its count (edge attribute ``count``).
+    """
+    panels = [(row, sub) for row in patterns.head(TOP_PATTERNS).itertuples()
+              if (sub := _pattern_edges(graph, int(row.pattern_id))).number_of_edges()]
+    if not panels:
+        figure, (ax,) = _figure(8, 1.5)
+        ax.text(0.5, 0.5, "no candidate attack pattern found", ha="center", va="center")
+        ax.set_axis_off()
+        return figure
+    lanes = [_entities(graph, sub) for _, sub in panels]
+    heights = [1.6 + 0.55 * min(len(entities), MAX_LANES) for entities in lanes]
+    figure, axes = _figure(10, sum(heights), rows=len(panels), heights=heights)
+    for ax, (row, sub), entities in zip(axes, panels, lanes):
+        _draw_pattern(ax, graph, sub, row, entities)
+    return figure
+
+
+def _pattern_edges(graph: nx.DiGraph, pattern_id: int) -> nx.DiGraph:
+    """The edges that pattern ``pattern_id`` produced (edge attribute ``patterns``), with their data."""
+    mine = [(u, v) for u, v, ids in graph.edges(data="patterns", default="") if str(pattern_id) in str(ids).split(";")]
+    return graph.edge_subgraph(mine)
+
+
+def _entities(graph: nx.DiGraph, sub: nx.DiGraph) -> list[str]:
+    """Entities of ``sub``, most transitions first (ties by name)."""
+    activity: dict[str, int] = {}
+    for u, _, count in sub.edges(data="count", default=1):
+        entity = str(graph.nodes[u]["entity"])
+        activity[entity] = activity.get(entity, 0) + int(count)
+    return sorted(activity, key=lambda e: (-activity[e], e))
+
+
+def _draw_pattern(ax: Axes, graph: nx.DiGraph, sub: nx.DiGraph, pattern: tuple, ranked: list[str]) -> None:
+    """Draw one pattern's transitions on its first ``MAX_LANES`` entities of ``ranked``: lanes top
+    to bottom, steps left to right."""
+    nodes, entities = graph.nodes, ranked[:MAX_LANES]
+    drawn = sub.subgraph(n for n in sub if nodes[n]["entity"] in entities)
+    steps = str(pattern.steps).split(" > ")
+    columns = list(dict.fromkeys([*steps, *sorted(str(nodes[n]["type"]) for n in drawn)]))
+    pos = {n: (columns.index(str(nodes[n]["type"])), -entities.index(nodes[n]["entity"])) for n in drawn}
+    counts = dict(((u, v), int(c)) for u, v, c in drawn.edges(data="count", default=1))
+    widths = [1 + 4 * counts[e] / max(counts.values()) for e in drawn.edges]
+    nx.draw_networkx_nodes(drawn, pos, ax=ax, node_size=NODE_SIZE, node_color=NODE_COLOR)
+    nx.draw_networkx_labels(drawn, pos, ax=ax, labels={n: nodes[n].get("alerts", "") for n in drawn},
+                            font_size=7, font_color="white")
+    style = "arc3,rad=0.12"  # back edges (a type repeated in the steps) curve apart from forward ones
+    nx.draw_networkx_edges(drawn, pos, ax=ax, width=widths, edge_color=ATTACK_COLOR, alpha=0.7, arrows=True,
+                           arrowsize=12, node_size=NODE_SIZE, connectionstyle=style)
+    nx.draw_networkx_edge_labels(drawn, pos, ax=ax, edge_labels=counts, font_size=7, node_size=NODE_SIZE,
+                                 connectionstyle=style, bbox={"boxstyle": "round,pad=0.15", "fc": "white", "lw": 0})
+    shown = f"; the {len(entities)} busiest of {len(ranked)} entities" if len(ranked) > len(entities) else ""
+    ax.set_title(f"pattern {pattern.pattern_id}: {pattern.occurrences} occurrences, {pattern.alert_count} alerts, "
+                 f"score {pattern.score:.3g}{shown}\n" + _plain(textwrap.shorten(str(pattern.steps), 150)), loc="left")
+    ax.set_xticks(range(len(columns)), [_plain(textwrap.fill(c, 24)) for c in columns], fontsize=8)
+    ax.set_yticks([-i for i in range(len(entities))], [_plain(e) for e in entities], fontsize=8)
+    ax.tick_params(labelbottom=True, labelleft=True, bottom=False, left=False)
+    ax.set_xlim(-0.6, len(columns) - 0.4)
+    ax.set_ylim(-len(entities) + 0.3, 0.6)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+
+def histogram_figure(table: AlertTable, scores: np.ndarray) -> Figure:
+    """Score histogram on a log count axis; one panel per label kind, attacks over benign alerts."""
+    scores = np.asarray(scores, dtype=np.float64)
+    lo, hi = (scores.min(), scores.max()) if len(scores) else (0.0, 1.0)
+    # (Nearly) equal scores: one bin around them (BINS bins over a span of round-off fail).
+    flat = hi - lo <= 1e-9 * max(1.0, abs(hi))
+    edges = np.array([lo - 0.5, hi + 0.5]) if flat else np.histogram_bin_edges(scores, bins=BINS)
+    kinds = table.label_kinds
+    figure, axes = _figure(max(6, 4.5 * len(kinds)), 4, cols=max(len(kinds), 1))
+    if not kinds:
+        axes[0].hist(scores, bins=edges, log=True, color=NODE_COLOR, label=f"all alerts ({len(scores):,})")
+    for ax, kind in zip(axes, kinds):
+        attack = table.label(kind).astype(bool)
+        ax.hist([scores[~attack], scores[attack]], bins=edges, histtype="stepfilled", alpha=0.55, log=True,
+                color=[BENIGN_COLOR, ATTACK_COLOR],
+                label=[f"benign ({np.count_nonzero(~attack):,})", f"attack ({np.count_nonzero(attack):,})"])
+        ax.set_title(_plain(f"{kind} labels"), loc="left")
+    for ax in axes:
+        ax.set_xlabel("score (higher = more likely a true positive)")
+        ax.set_ylabel("alerts (log scale)")
+        ax.legend(loc="upper right")
+    return figure
+
+
+def precision_recall_figure(table: AlertTable, scores: np.ndarray) -> Figure | None:
+    """Precision against recall over all alerts, one curve per label kind with both classes, AP in
+    the legend; None when no kind has both classes.
+
+    The curve is the step function whose area is the AP of ``car.eval.metrics``.
+    """
+    curves = [(kind, table.label(kind)) for kind in table.label_kinds]
+    curves = [(kind, labels, ap) for kind, labels in curves if not np.isnan(ap := average_precision(scores, labels))]
+    if not curves:
+        return None
+    figure, (ax,) = _figure(6, 4.5)
+    for kind, labels, ap in curves:
+        precision, recall = precision_recall_curve(scores, labels)
+        # where="pre": precision[i] holds from recall[i-1] to recall[i], so the area is the AP.
+        (line,) = ax.step(np.r_[0.0, recall], np.r_[precision[0], precision], where="pre",
+                          label=_plain(f"{kind}: AP {ap:.3f}"))
+        ax.axhline(labels.mean(), color=line.get_color(), linestyle=":", linewidth=0.8)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1.01)
+    ax.set_ylim(0, 1.01)
+    ax.set_title("precision-recall (dotted: share of attacks, a random order's precision)", loc="left")
+    ax.legend(loc="upper right")
+    return figure

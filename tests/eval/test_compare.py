@@ -1,0 +1,90 @@
+"""`car compare` on a tiny real experiment: rarity and a short CAR, two seeds, one simulated
+scenario, run through the pipeline into a temporary MLflow store."""
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+
+from car.cli import main
+from car.eval.compare import SUMMARY_TAG, compare
+from car.pipeline import run
+from conftest import REPO
+
+METHODS, SEEDS = ("rarity", "car"), (0, 1)
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory):
+    """(tracking uri, {(method, seed): metrics}) of the four runs to compare in experiment
+    synthetic_sweep, after an earlier run of rarity seed 0 on other data that they replace."""
+    tmp = tmp_path_factory.mktemp("compare")
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    metrics = {}
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        for method, seed, n_alerts in [("rarity", 0, 1200)] + [(m, s, 1500) for m in METHODS for s in SEEDS]:
+            cfg = compose("train", overrides=[
+                "+experiment=synthetic_sweep", f"model={method}", f"method={method}", f"seed={seed}",
+                f"data.n_alerts={n_alerts}", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+                f"logger.tracking_uri={uri}"])
+            metrics[method, seed] = run(cfg, tmp / f"{method}-{seed}-{n_alerts}")
+    return uri, metrics
+
+
+def test_compare_gives_mean_and_spread_over_seeds(experiment, tmp_path):
+    uri, metrics = experiment
+    comparison, summary_id = compare("synthetic_sweep", uri, tmp_path, ("attack/raw/ap", "attack/grouped/workload_at_95", "patterns/*"))
+    runs = comparison.runs
+    assert comparison.replaced == 1  # the earlier rarity seed 0 run
+    assert sorted(zip(runs["method"], runs["seed"])) == sorted((m, str(s)) for m in METHODS for s in SEEDS)
+    assert set(runs["scenario"]) == {"attack_fraction=0.03"} and set(runs["protocol"]) == {""}
+    table = comparison.table.set_index(["method", "metric"])
+    for method in METHODS:
+        for metric in ("attack/raw/ap", "attack/grouped/workload_at_95"):
+            values = [metrics[method, seed][metric] for seed in SEEDS]
+            row = table.loc[(method, metric)]
+            assert row["mean"] == pytest.approx(np.mean(values)) and row["std"] == pytest.approx(np.std(values, ddof=1))
+            assert (row["min"], row["max"], row["seeds"]) == (pytest.approx(min(values)), pytest.approx(max(values)), 2)
+    assert ("car", "patterns/campaign_recall_at_5") in table.index  # the pattern metrics reach MLflow
+    assert not any(m == "rarity" and k.startswith("patterns/") for m, k in table.index)  # no patterns, no metric
+    written = pd.read_csv(tmp_path / "comparison.csv")
+    assert len(written) == len(comparison.table)
+    assert written["mean"].to_numpy() == pytest.approx(comparison.table["mean"].to_numpy())
+    text = (tmp_path / "comparison.md").read_text()
+    car_ap = table.loc[("car", "attack/raw/ap")]
+    assert f"| car | attack_fraction=0.03 |  | 2 | {car_ap['mean']:.3f} ± {car_ap['std']:.3f} |" in text
+    for picture in ("bars_attack_raw_ap.png", "bars_patterns_campaign_recall_at_5.png", "pr_attack_fraction_0.03_attack.png"):
+        assert (tmp_path / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    client = mlflow.MlflowClient(uri)
+    summary = client.get_run(summary_id)
+    assert summary.data.tags[SUMMARY_TAG] == "true"
+    assert {"comparison.csv", "comparison.md", "bars_attack_raw_ap.png"} <= {a.path for a in client.list_artifacts(summary_id)}
+
+
+def test_summary_runs_are_not_compared_again_and_cli_prints_the_table(experiment, tmp_path, capsys):
+    uri, metrics = experiment
+    out = tmp_path / "cli"
+    args = ["compare", "--experiment", "synthetic_sweep", "--tracking-uri", uri, "--out", str(out), "--no-curves",
+            "--metrics", "attack/raw/ap"]
+    assert main(args) == 0 and main(args) == 0  # the first call's summary run is left out by the second
+    printed = capsys.readouterr().out
+    assert printed.count("compared 4 runs (1 earlier runs replaced by re-runs left out)") == 2
+    assert "| method | scenario | protocol | runs | attack/raw/ap |" in printed
+    assert sorted(p.name for p in out.iterdir()) == ["bars_attack_raw_ap.png", "comparison.csv", "comparison.md"]
+    rarity = [metrics["rarity", seed]["attack/raw/ap"] for seed in SEEDS]
+    assert f"| rarity | attack_fraction=0.03 |  | 2 | {np.mean(rarity):.3f} ± {np.std(rarity, ddof=1):.3f} |" in printed
+
+
+def test_compare_errors_are_one_line(experiment, tmp_path, capsys):
+    uri, _ = experiment
+    assert main(["compare", "--experiment", "nope", "--tracking-uri", uri, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("car: error: no MLflow experiment 'nope'") and "synthetic_sweep" in err and err.count("\n") == 1
+    missing = tmp_path / "absent" / "mlflow.db"
+    assert main(["compare", "--experiment", "x", "--tracking-uri", f"sqlite:///{missing}"]) == 2
+    assert "no MLflow store at" in capsys.readouterr().err and not missing.exists()
+    assert main(["compare", "--experiment", "synthetic_sweep", "--tracking-uri", uri, "--out", str(tmp_path),
+                 "--metrics", "no/such/*"]) == 2
+    assert "no metric of the runs matches --metrics no/such/*" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing written on error

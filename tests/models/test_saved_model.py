@@ -1,0 +1,110 @@
+"""Saved CAR models: the saved folder round trip, online ranking of new alerts (counts grow by
+exactly those alerts, the parameters stay), alerts already counted, values never counted."""
+
+import json
+import logging
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from car.data import load_alerts
+from car.data.simulate import write_simulation
+from car.models.saved import MANIFEST, SavedModel
+from conftest import REPO
+
+SIM = {"format": "enterprise_sim", "n_alerts": 6000, "seed": 3}
+FIT_SHARE = 0.6  # the simulator's alerts are in time order: fit on the first 60%, the rest is new
+
+
+def rows(table, keep):
+    """The alerts ``keep`` (a slice or row indices) of ``table`` as a table of their own."""
+    labels = table.labels.iloc[keep].reset_index(drop=True) if table.labels is not None else None
+    return replace(table, alerts=table.alerts.iloc[keep].reset_index(drop=True), labels=labels)
+
+
+@pytest.fixture(scope="module")
+def sim():
+    return load_alerts(SIM, None)
+
+
+@pytest.fixture(scope="module")
+def fitted(sim, tmp_path_factory):
+    """(the fitted model's saved folder, the fit alerts, the fit's ranking of them)."""
+    first = rows(sim, slice(0, int(FIT_SHARE * len(sim))))
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        model = instantiate(compose("train", overrides=["model=car"]).model, _recursive_=False)
+    ranking = model.fit(first.unlabeled(), trainer={"max_epochs": 3}).rank(first.unlabeled())
+    folder = SavedModel.from_fit(model, {**SIM, "path": None, "history": None}).save(tmp_path_factory.mktemp("model"))
+    return folder, first, ranking
+
+
+def test_loaded_model_ranks_its_fit_alerts_as_the_fit_did(fitted):
+    folder, first, fit_ranking = fitted
+    saved = SavedModel.load(folder)
+    assert json.loads((folder / MANIFEST).read_text())["loader"] == SIM
+    online = saved.rank(first.unlabeled())
+    np.testing.assert_array_equal(online.ranking.scores, fit_ranking.scores)
+    for name in ("temporal_score", "content_score", "pattern_id", "why"):
+        np.testing.assert_array_equal(np.asarray(online.ranking.columns[name]), np.asarray(fit_ranking.columns[name]))
+    assert len(fit_ranking.patterns) > 0
+    pd.testing.assert_frame_equal(online.ranking.patterns, fit_ranking.patterns)
+    assert sorted(online.ranking.graph.edges(data=True)) == sorted(fit_ranking.graph.edges(data=True))
+    # Every alert was counted at fit: nothing is counted twice, nothing is new.
+    assert len(online.model.counted.times) == len(first) and online.unseen.with_unseen == 0
+    pd.testing.assert_series_equal(online.model.counted.value_counts("type"), saved.counted.value_counts("type"))
+
+
+def test_new_alerts_grow_the_counts_by_exactly_themselves(fitted, sim):
+    folder, first, _ = fitted
+    saved = SavedModel.load(folder)
+    new = rows(sim, slice(len(first), len(sim)))
+    grown = saved.rank(new.unlabeled()).model
+    assert len(grown.counted.times) == len(first) + len(new)
+    for column in ("entity", "type"):
+        expected = saved.counted.value_counts(column).add(new.alerts[column].value_counts(), fill_value=0)
+        assert grown.counted.value_counts(column).to_dict() == expected.astype(int).to_dict()
+    # Saved and loaded again, then given the same alerts: already counted, the counts stay.
+    again = SavedModel.load(grown.save(folder.parent / "grown")).rank(new.unlabeled()).model
+    assert len(again.counted.times) == len(grown.counted.times)
+    # An export overlapping the fit alerts by 50 adds only its 50 new alerts.
+    overlap = rows(sim, np.arange(len(first) - 50, len(first) + 50))
+    assert len(saved.rank(overlap.unlabeled()).model.counted.times) == len(first) + 50
+
+
+def test_values_never_counted_are_reported_per_column(fitted, caplog):
+    folder, first, _ = fitted
+    saved = SavedModel.load(folder)
+    batch = rows(first, slice(0, 300)).unlabeled()  # values all counted at fit ...
+    alerts = batch.alerts.assign(time=batch.alerts["time"] + pd.Timedelta(days=30))  # ... alerts new
+    alerts.loc[0:6, "type"] = "new.type_a"
+    alerts.loc[7:9, "type"] = "new.type_b"
+    alerts.loc[5:14, "user"] = "intruder"
+    alerts.loc[20:22, "entity"] = "ws-new"
+    with caplog.at_level(logging.INFO, logger="car.models.saved"):
+        online = saved.rank(replace(batch, alerts=alerts))
+    summary = online.unseen.summary()
+    assert summary["alerts"] == 300 and summary["alerts_with_unseen_values"] == 18  # rows 0..14 and 20..22
+    assert {c: v["alerts"] for c, v in summary["columns"].items() if v["alerts"]} == {"type": 10, "user": 10, "entity": 3}
+    assert summary["columns"]["type"]["examples"] == ["new.type_a", "new.type_b"]
+    assert summary["columns"]["user"]["new_values"] == 1
+    assert "18 of 300 alerts have values the model never counted" in caplog.text
+    assert "type 10 (2 new values)" in caplog.text
+    # The new values are ranked like any other: finite scores, counts from this batch on.
+    assert np.isfinite(online.ranking.scores).all()
+    assert online.ranking.columns["why"][0].startswith("type new.type_a seen 7 times in")
+    assert online.model.counted.value_counts("entity")["ws-new"] == 3
+
+
+def test_simulator_model_reads_car_simulate_csv_files(fitted, sim, tmp_path):
+    folder, _, _ = fitted
+    saved = SavedModel.load(folder)
+    path = tmp_path / "sim.csv"
+    write_simulation(path, **{k: v for k, v in SIM.items() if k != "format"})
+    columns = ["alert_id", "time", "entity", "type", *sim.attributes]
+    read = saved.read(path)
+    pd.testing.assert_frame_equal(read.alerts[columns], sim.alerts[columns])
+    assert read.label_kinds == ["attack"] and saved.read(path, ["labels=null"]).label_kinds == []

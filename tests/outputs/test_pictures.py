@@ -1,0 +1,117 @@
+"""Pictures of a run: valid PNGs, a precision-recall curve whose area is the metrics' AP, attack
+scenarios of the top patterns, and alert text drawn as text."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import replace
+
+import matplotlib
+import matplotlib.image
+import networkx as nx
+import numpy as np
+import pandas as pd
+import pytest
+
+from car.data import load_alerts
+from car.eval.metrics import average_precision
+from car.models.base import Ranking
+from car.models.baselines import Rarity
+from car.outputs.pictures import (
+    ATTACK_PICTURE,
+    HISTOGRAM_PICTURE,
+    MAX_LANES,
+    PICTURE_FILES,
+    PR_PICTURE,
+    STYLE,
+    TOP_PATTERNS,
+    attack_figure,
+    histogram_figure,
+    png,
+    precision_recall_figure,
+    render_pictures,
+)
+from outputs_helpers import car_run
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return car_run(tmp_path_factory.getbasetemp())
+
+
+def test_every_picture_is_a_valid_nonblank_png(run):
+    assert {p.name for p in run.files} >= set(PICTURE_FILES)
+    for name in PICTURE_FILES:
+        data = (run.out / name).read_bytes()
+        assert data[:8] == PNG_MAGIC and len(data) > 10_000, name
+        pixels = matplotlib.image.imread(io.BytesIO(data), format="png")
+        assert pixels.shape[0] >= 300 and pixels.shape[1] >= 500 and pixels.shape[2] in (3, 4), name
+        assert pixels[..., :3].std() > 0.05, f"{name} is blank"
+
+
+def test_precision_recall_curve_has_the_area_and_legend_of_metrics_ap(run):
+    figure = precision_recall_figure(run.table, run.ranking.scores)
+    (ax,) = figure.axes
+    curve = next(line for line in ax.lines if line.get_label().startswith("attack"))
+    recall, precision = curve.get_xdata(), curve.get_ydata()
+    assert curve.get_drawstyle() == "steps-pre" and recall[0] == 0 and recall[-1] == pytest.approx(1.0)
+    area = float(np.sum(np.diff(recall) * precision[1:]))
+    ap = json.loads((run.out / "metrics.json").read_text())["attack/raw/ap"]
+    assert area == pytest.approx(ap, abs=1e-12)
+    assert area == pytest.approx(average_precision(run.ranking.scores, run.table.label("attack")), abs=1e-12)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [f"attack: AP {ap:.3f}"]
+
+
+def test_histogram_overlays_attacks_on_benign_alerts_with_their_counts(run):
+    figure = histogram_figure(run.table, run.ranking.scores)
+    (ax,) = figure.axes
+    attacks = int(run.table.label("attack").sum())
+    assert ax.get_yscale() == "log"
+    assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == [
+        f"attack ({attacks:,})", f"benign ({len(run.table) - attacks:,})"]
+
+
+def test_attack_picture_draws_the_top_patterns_on_their_steps(run):
+    patterns = run.ranking.patterns
+    with matplotlib.rc_context(STYLE):
+        figure = attack_figure(run.ranking.graph, patterns)
+    assert len(figure.axes) == min(TOP_PATTERNS, len(patterns)) == 4
+    for ax, pattern in zip(figure.axes, patterns.itertuples()):
+        title = ax.get_title(loc="left").split("\n")
+        assert title[0].startswith(f"pattern {pattern.pattern_id}: {pattern.occurrences} occurrences")
+        assert title[1] == pattern.steps
+        columns = [t.get_text().replace("\n", "") for t in ax.get_xticklabels()]
+        assert columns == pattern.steps.split(" > ")
+        entities = [t.get_text() for t in ax.get_yticklabels()]
+        assert 0 < len(entities) <= MAX_LANES and set(entities) <= set(pattern.entities.split(";"))
+        assert len(ax.patches) > 0, "transitions are drawn as arrows"
+    assert png(figure) == (run.out / ATTACK_PICTURE).read_bytes(), "the same ranking must give the same bytes"
+
+
+def test_models_without_graph_or_labels_get_the_pictures_they_can_have():
+    table = load_alerts({"format": "enterprise_sim", "n_alerts": 2000, "seed": 2}, None)
+    ranking = Rarity().fit(table.unlabeled()).rank(table.unlabeled())
+    assert list(render_pictures(table, ranking)) == [HISTOGRAM_PICTURE, PR_PICTURE]
+    assert list(render_pictures(table.unlabeled(), ranking)) == [HISTOGRAM_PICTURE]
+    assert precision_recall_figure(replace(table, labels=table.labels.assign(label_attack=0)), ranking.scores) is None
+
+
+def test_alert_text_with_dollars_is_drawn_as_text_not_math():
+    graph = nx.DiGraph()
+    graph.add_node("ADMIN$ | $\\nocommand{x}$", entity="ADMIN$", type="$\\nocommand{x}$", alerts=2)
+    graph.add_node("ADMIN$ | b", entity="ADMIN$", type="b", alerts=1)
+    graph.add_edge("ADMIN$ | $\\nocommand{x}$", "ADMIN$ | b", count=2, patterns="1")
+    patterns = pd.DataFrame({"pattern_id": [1], "steps": ["$\\nocommand{x}$ > b"], "occurrences": [2],
+                             "alert_count": [3], "score": [1.0]})
+    figure = attack_figure(graph, patterns)
+    assert png(figure)[:8] == PNG_MAGIC  # mathtext would fail on the unknown command
+    assert [t.get_text() for t in figure.axes[0].get_xticklabels()] == ["\\$\\nocommand{x}\\$", "b"]
+
+
+def test_no_pattern_gives_a_picture_that_says_so():
+    empty = Ranking(scores=np.zeros(1), graph=nx.DiGraph())
+    figure = attack_figure(empty.graph, empty.patterns)
+    assert [t.get_text() for t in figure.axes[0].texts] == ["no candidate attack pattern found"]

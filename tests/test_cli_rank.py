@@ -1,0 +1,140 @@
+"""`car rank`: a training run saves its model, `car rank` ranks new alerts with it (online),
+the MLflow pyfunc model gives the same ranked alerts, and a bad model folder is one line."""
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+from pandas.api.types import is_numeric_dtype
+
+from car.cli import main
+from car.models.saved import MANIFEST, TENSORS, SavedModel
+from car.pipeline import run
+from conftest import REPO
+
+ATTRIBUTES = "[user,process,src_ip,dst_ip,dst_port,signature,severity,detector]"
+FIT_SHARE = 0.6  # fit on the first 60% of the simulated alerts (time order), rank the rest
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A training run (data=csv, model=car, MLflow on) on the first part of a simulation:
+    (folder holding part1.csv and part2.csv, the run folder, the tracking URI)."""
+    folder = tmp_path_factory.mktemp("cli_rank")
+    assert main(["simulate", "--out", str(folder / "sim.csv"), "--n-alerts", "12000", "--seed", "0"]) == 0
+    sim = pd.read_csv(folder / "sim.csv", dtype=str, keep_default_na=False)
+    cut = int(FIT_SHARE * len(sim))
+    sim.iloc[:cut].to_csv(folder / "part1.csv", index=False)
+    sim.iloc[cut:].to_csv(folder / "part2.csv", index=False)
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    overrides = ["data=csv", f"data.path={folder / 'part1.csv'}", "data.columns.entity=host", f"data.attributes={ATTRIBUTES}",
+                 "+data.labels.attack=label_attack", "trainer.max_epochs=3", "trainer.enable_progress_bar=false",
+                 f"logger.tracking_uri={uri}"]
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        cfg = compose("train", overrides=overrides)
+    run(cfg, folder / "run")
+    return folder, folder / "run", uri
+
+
+@pytest.fixture(scope="module")
+def ranked_new(trained):
+    """`car rank --save-model` of part 2: its output folder."""
+    folder, run_dir, _ = trained
+    out = folder / "rank_new"
+    assert main(["rank", "--model", str(run_dir / "model"), "--input", str(folder / "part2.csv"), "--out", str(out),
+                 "--save-model"]) == 0
+    return out
+
+
+def test_rank_of_the_fit_alerts_writes_the_training_runs_files(trained, capsys):
+    folder, run_dir, _ = trained
+    out = folder / "rank_same"
+    assert main(["rank", "--model", str(run_dir / "model"), "--input", str(folder / "part1.csv"), "--out", str(out)]) == 0
+    assert f"outputs in {out}" in capsys.readouterr().out
+    for name in ("ranked_alerts.csv", "ranked_patterns.csv", "rejected_alerts.csv", "attack_graph.graphml"):
+        assert (out / name).read_bytes() == (run_dir / name).read_bytes(), name
+    assert json.loads((out / "unseen_values.json").read_text())["alerts_with_unseen_values"] == 0
+    assert not (out / "model").exists(), "without --save-model no model is written"
+
+
+def test_rank_of_new_alerts_finds_attacks_and_grows_the_counts(trained, ranked_new):
+    folder, run_dir, _ = trained
+    part2 = pd.read_csv(folder / "part2.csv", dtype=str, keep_default_na=False)
+    ranked = pd.read_csv(ranked_new / "ranked_alerts.csv")
+    assert sorted(ranked["alert_id"]) == list(range(len(part2)))
+    metrics = json.loads((ranked_new / "metrics.json").read_text())
+    positives = part2["label_attack"].astype(int).mean()
+    # Random order gives AP = the share of attacks and ROC-AUC = 0.5 (seed 0: AP 0.047, ROC-AUC 0.65).
+    assert metrics["attack/raw/ap"] > 1.25 * positives and metrics["attack/raw/roc_auc"] > 0.6
+    before, after = SavedModel.load(run_dir / "model"), SavedModel.load(ranked_new / "model")
+    assert len(after.counted.times) == len(before.counted.times) + len(part2)
+    expected = before.counted.value_counts("type").add(part2["type"].value_counts(), fill_value=0)
+    assert after.counted.value_counts("type").to_dict() == expected.astype(int).to_dict()
+    unseen = json.loads((ranked_new / "unseen_values.json").read_text())
+    assert unseen["alerts"] == len(part2) and 0 < unseen["alerts_with_unseen_values"] < len(part2)
+
+
+def test_pyfunc_model_ranks_a_frame_as_car_rank_does(trained, ranked_new, monkeypatch):
+    import mlflow
+
+    _, _, uri = trained
+    monkeypatch.setattr(sys, "path", list(sys.path))  # loading puts the model's code folder first
+    mlflow.set_tracking_uri(uri)
+    (logged,) = mlflow.search_logged_models(experiment_ids=[mlflow.get_experiment_by_name("car").experiment_id],
+                                            output_format="list")
+    model = mlflow.pyfunc.load_model(f"models:/{logged.model_id}")
+    folder = Path(trained[0])
+    predicted = model.predict(pd.read_csv(folder / "part2.csv"))
+    written = pd.read_csv(ranked_new / "ranked_alerts.csv", dtype=str, keep_default_na=False)
+    assert list(predicted.columns) == list(written.columns) and len(predicted) == len(written)
+    assert (predicted["source"] == "dataframe:row " + written["alert_id"]).all()
+    for column in written.columns.drop("source"):  # numbers as numbers (the CSV writes 1.0 as 1), text as text
+        if is_numeric_dtype(predicted[column]):
+            as_number = written[column].mask(written[column] == "").astype(float)
+            np.testing.assert_array_equal(predicted[column].to_numpy(float), as_number.to_numpy(), column)
+        else:
+            assert (predicted[column].astype(str) == written[column]).all(), column
+
+
+def _edit_manifest(model: Path, change) -> None:
+    manifest = json.loads((model / MANIFEST).read_text())
+    change(manifest)
+    (model / MANIFEST).write_text(json.dumps(manifest))
+
+
+DAMAGE = {  # how a copy of the saved model is spoilt, and what the error says
+    "missing folder": (shutil.rmtree, "no such folder"),
+    "no manifest": (lambda m: (m / MANIFEST).unlink(), f"no {MANIFEST}"),
+    "manifest not JSON": (lambda m: (m / MANIFEST).write_text("{not json"), "not readable JSON"),
+    "other version": (lambda m: _edit_manifest(m, lambda d: d.update(format_version=2)),
+                      "model format version 2, this car reads version 1"),
+    "vocabulary cut": (lambda m: _edit_manifest(m, lambda d: d["vocab"].update(type=d["vocab"]["type"][:3])),
+                       "do not fit together (codes outside the vocabularies)"),
+    "tensors cut": (lambda m: (m / TENSORS).write_bytes((m / TENSORS).read_bytes()[:1000]), "not a readable tensor file"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_bad_model_folder_is_a_one_line_error_with_exit_code_2(trained, tmp_path, capsys, damage):
+    folder, run_dir, _ = trained
+    spoil, expected = DAMAGE[damage]
+    model = tmp_path / "model"
+    shutil.copytree(run_dir / "model", model)
+    spoil(model)
+    code = main(["rank", "--model", str(model), "--input", str(folder / "part2.csv"), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("car: error:") and err.count("\n") == 1, err
+    assert expected in err and str(model) in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_input_is_a_one_line_error(trained, tmp_path, capsys):
+    _, run_dir, _ = trained
+    code = main(["rank", "--model", str(run_dir / "model"), "--input", str(tmp_path / "nope.csv"), "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and err == f"car: error: --input {tmp_path / 'nope.csv'}: no such file or folder; give the alerts to rank\n"
