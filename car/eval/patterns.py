@@ -20,10 +20,9 @@ import pandas as pd
 
 from car.alerts import AlertTable
 from car.errors import ConfigError, DataError
-from car.models.base import Ranking
+from car.models.base import STEP_SEPARATOR, Ranking
 
 TOP_PATTERNS = 5
-STEP_SEPARATOR = " > "  # joins the steps of a pattern in Ranking.patterns["steps"]
 
 # The AIT-ADS attack chain (../shared/data/README.md) and the event_label values of each phase.
 # No event_label marks the reverse shell or the service stop; dnsteal is a separate episode:

@@ -12,6 +12,7 @@ import pandas as pd
 
 from car.alerts import AlertTable
 
+STEP_SEPARATOR = " > "  # joins the steps of a pattern: "A > B > C"
 PATTERN_COLUMNS = [
     "rank", "pattern_id", "score", "dependency", "steps", "occurrences",
     "entities", "first_time", "last_time", "alert_count", "next_steps",

@@ -12,7 +12,7 @@ import pandas as pd
 from car.alerts import AlertTable
 from car.errors import ConfigError
 from car.data.datamodule import AlertDataModule, EncodedAlerts, encode_alerts
-from car.models.base import PATTERN_COLUMNS, AlertRanker, Ranking
+from car.models.base import PATTERN_COLUMNS, STEP_SEPARATOR, AlertRanker, Ranking
 from car.models.car_module import CARModule, RankedAlerts
 from car.outputs.attack_graph import attack_graph
 
@@ -145,7 +145,7 @@ def _pattern_table(ranked: RankedAlerts, enc: EncodedAlerts, alerts: AlertTable,
         "pattern_id": pattern_id,
         "score": ranked.pattern_scores,
         "dependency": [p.dependency for p in ranked.patterns],
-        "steps": [" > ".join(str(types[s]) for s in p.symbols) for p in ranked.patterns],
+        "steps": [STEP_SEPARATOR.join(str(types[s]) for s in p.symbols) for p in ranked.patterns],
         "occurrences": occ.count,
         "alert_count": alert_count,
     }).join(grouped)
@@ -182,5 +182,5 @@ def explanations(alerts: AlertTable, enc: EncodedAlerts, pattern_id: pd.array, c
 
 def _step_of(steps: str, alert_type: str) -> str:
     """``step 2`` (or ``step 1 or 3`` where the type repeats) of ``alert_type`` in ``A > B > C``."""
-    at = [str(i + 1) for i, s in enumerate(steps.split(" > ")) if s == alert_type]
+    at = [str(i + 1) for i, s in enumerate(steps.split(STEP_SEPARATOR)) if s == alert_type]
     return f"step {' or '.join(at)}"

@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 
 from car.alerts import AlertTable
 from car.eval.metrics import average_precision, precision_recall_curve
-from car.models.base import Ranking
+from car.models.base import STEP_SEPARATOR, Ranking
 
 ATTACK_PICTURE = "attack_patterns.png"
 HISTOGRAM_PICTURE = "score_histogram.png"
@@ -111,7 +111,7 @@ def _draw_pattern(ax: Axes, graph: nx.DiGraph, sub: nx.DiGraph, pattern: tuple, 
     to bottom, steps left to right."""
     nodes, entities = graph.nodes, ranked[:MAX_LANES]
     drawn = sub.subgraph(n for n in sub if nodes[n]["entity"] in entities)
-    steps = str(pattern.steps).split(" > ")
+    steps = str(pattern.steps).split(STEP_SEPARATOR)
     columns = list(dict.fromkeys([*steps, *sorted(str(nodes[n]["type"]) for n in drawn)]))
     pos = {n: (columns.index(str(nodes[n]["type"])), -entities.index(nodes[n]["entity"])) for n in drawn}
     counts = dict(((u, v), int(c)) for u, v, c in drawn.edges(data="count", default=1))
