@@ -14,6 +14,7 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from car.alerts import AlertTable
 from car.data import load_alerts
@@ -118,8 +119,21 @@ def write_outputs(out_dir: Path, table: AlertTable, ranking: Ranking, history: A
     return files
 
 
+def check_resolves(cfg: DictConfig) -> None:
+    """A one-line ConfigError if an interpolation of ``cfg`` points nowhere, e.g. an override
+    ``sensitivity.level=l9`` naming a level the chosen factor does not define."""
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "?"
+        reason = str(err).splitlines()[0]
+        raise ConfigError(f"config key {key}: {reason}; fix the override or the YAML that sets it "
+                          "(python train.py ... --cfg job shows the composed config)") from None
+
+
 def run(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
     """Run one job: returns the evaluation metrics (empty without labels)."""
+    check_resolves(cfg)
     configure(cfg.seed, cfg.threads)
     tracker = Tracker(cfg.logger)
     model = build_model(cfg.model)

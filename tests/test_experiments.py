@@ -10,7 +10,8 @@ from hydra.errors import MissingConfigException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from car.data.simulate import planted_patterns
-from car.pipeline import build_model
+from car.errors import ConfigError
+from car.pipeline import build_model, check_resolves
 from conftest import REPO, SHARED_DATA
 
 SCENARIOS = ["fox", "harrison", "russellmitchell", "shaw", "wheeler"]
@@ -136,3 +137,16 @@ def test_synthetic_sweep_varies_one_factor_at_a_time_around_the_defaults(conf):
         if key.startswith("data."):  # the simulator takes every level
             for value in levels:
                 planted_patterns(cfg.seed, **{key.removeprefix("data."): value})
+
+
+def test_unknown_sensitivity_level_is_a_one_line_config_error(conf):
+    cfg = compose("train", overrides=["+experiment=synthetic_sweep", "sensitivity.level=l9"], return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]  # as train.py's main receives it
+    try:
+        with pytest.raises(ConfigError, match=r"data.attack_fraction: .*sensitivity.levels.l9.* not found") as err:
+            check_resolves(cfg)
+    finally:
+        HydraConfig.instance().cfg = None
+    assert "\n" not in str(err.value)

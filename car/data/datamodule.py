@@ -127,19 +127,27 @@ class _JointSteps(Dataset):
     def __init__(self, tuples: np.ndarray, counts: np.ndarray, chains: ChainCounts, steps: int, seed: int,
                  rank: int = 0, world: int = 1) -> None:
         gen = np.random.default_rng(seed)
-        self.tuples, self.counts, self.chains, self.steps = tuples, counts, chains, steps
-        self.tuple_slices = shard(len(tuples), steps, gen, rank, world)
-        self.alert_slices = shard(chains.c_s.shape[1], steps, gen, rank, world)
+        tuple_slices = shard(len(tuples), steps, gen, rank, world)
+        alert_slices = shard(chains.c_s.shape[1], steps, gen, rank, world)
+        # Gathered once in step order, so that a step is a contiguous slice: gathering columns
+        # step by step took a tenth of the fit on 1 M alerts.
+        t, a = np.concatenate(tuple_slices), np.concatenate(alert_slices)
+        self.tuples, self.counts = tuples[t], counts[t]
+        self.chains = {k: getattr(chains, k)[:, a] for k in ("c_s", "c_u", "t_s", "t_u")}
+        self.tuple_bounds = np.cumsum([0] + [len(s) for s in tuple_slices])
+        self.alert_bounds = np.cumsum([0] + [len(s) for s in alert_slices])
+        self.steps = steps
 
     def __len__(self) -> int:
         return self.steps
 
     def __getitem__(self, b: int) -> dict[str, torch.Tensor]:
-        t, a = self.tuple_slices[b], self.alert_slices[b]
+        t = slice(self.tuple_bounds[b], self.tuple_bounds[b + 1])
+        a = slice(self.alert_bounds[b], self.alert_bounds[b + 1])
         return {
             "tuples": torch.from_numpy(self.tuples[t]),
             "counts": torch.from_numpy(self.counts[t]),
-            **{k: torch.from_numpy(getattr(self.chains, k)[:, a]) for k in ("c_s", "c_u", "t_s", "t_u")},
+            **{k: torch.from_numpy(np.ascontiguousarray(v[:, a])) for k, v in self.chains.items()},
         }
 
 

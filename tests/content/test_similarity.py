@@ -114,3 +114,16 @@ def test_large_tuple_sets_search_neighbours_within_blocks():
     for b, block in enumerate(blocks):
         block_of[block] = b
     assert (block_of[row] == block_of[col]).all(), "above max_exact, neighbours come from the same block"
+
+
+def test_batched_block_search_equals_exact_search_per_block():
+    model, codes = model_and_codes(n=600, seed=2)
+    tuples, _, _ = unique_tuples(codes)
+    row, col, weight = tuple_knn(model, tuples, k=3, max_exact=20, block_size=9)
+    expected = {}
+    for block in tuple_blocks(tuples, 9):
+        b_row, b_col, b_weight = tuple_knn(model, tuples[block], k=3)
+        expected |= dict(zip(zip(block[b_row].tolist(), block[b_col].tolist()), b_weight.tolist()))
+    got = dict(zip(zip(row.tolist(), col.tolist()), weight.tolist()))
+    assert got.keys() == expected.keys()
+    np.testing.assert_allclose([got[e] for e in expected], list(expected.values()), atol=1e-6)
