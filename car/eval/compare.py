@@ -1,7 +1,8 @@
 """``car compare``: the MLflow runs of one experiment side by side.
 
 One row per method, scenario and protocol, one column per metric: mean and standard deviation
-over the seeds. Written as CSV (long: one line per metric) and Markdown (wide), with PNG plots
+over the seeds; then per method and protocol the mean over scenarios (``overall.csv`` and a
+second Markdown table). Written as CSV (long: one line per metric) and Markdown (wide), with PNG plots
 (a bar chart per metric, precision-recall curves per scenario from the runs' ranked_alerts.csv),
 and logged as the artifacts of a summary run in the same experiment, tagged ``car.summary`` so
 that the next comparison leaves it out.
@@ -63,8 +64,9 @@ def compare(experiment: str, uri: str, out: Path, metrics: tuple[str, ...] = DEF
     runs, replaced = load_runs(mlflow, experiment_id, experiment)
     table = summarize(runs, select_metrics(runs, metrics))
     out.mkdir(parents=True, exist_ok=True)
-    files = [write_csv(table, out / "comparison.csv"),
-             write_bytes(markdown(table, runs).encode("utf-8"), out / "comparison.md")]
+    text = markdown(table, runs) + "\n" + overall_markdown(overall(table))
+    files = [write_csv(table, out / "comparison.csv"), write_csv(overall(table), out / "overall.csv"),
+             write_bytes(text.encode("utf-8"), out / "comparison.md")]
     files += [write_bytes(picture, out / name) for name, picture in bar_pictures(table).items()]
     if curves:
         files += [write_bytes(picture, out / name) for name, picture in curve_pictures(mlflow, runs).items()]
@@ -171,6 +173,26 @@ def markdown(table: pd.DataFrame, runs: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key, row in wide.iterrows():
         lines.append("| " + " | ".join([*map(_escape, key), str(run_counts[key]), *row]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def overall(table: pd.DataFrame) -> pd.DataFrame:
+    """Per method, protocol and metric: the mean over scenarios of the per-scenario means, and
+    how many scenarios have the metric (compare methods only where that count is the same)."""
+    per = table.groupby(["method", "protocol", "metric"], sort=False)["mean"]
+    return per.agg(["mean", "count"]).rename(columns={"count": "scenarios"}).reset_index()
+
+
+def overall_markdown(summary: pd.DataFrame) -> str:
+    """`overall` as a Markdown table: a row per method and protocol, a column per metric,
+    cells ``mean (k scenarios)``."""
+    cells = summary.assign(cell=[f"{m:.3f} ({k})" for m, k in zip(summary["mean"], summary["scenarios"])])
+    wide = cells.pivot(index=["method", "protocol"], columns="metric", values="cell")
+    wide = wide.reindex(columns=summary["metric"].unique()).fillna("")
+    head = ["method", "protocol", *wide.columns]
+    lines = ["Mean over scenarios (number of scenarios):", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join([*map(_escape, key), *row]) + " |" for key, row in wide.iterrows()]
     return "\n".join(lines) + "\n"
 
 

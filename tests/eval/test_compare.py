@@ -71,7 +71,7 @@ def test_summary_runs_are_not_compared_again_and_cli_prints_the_table(experiment
     printed = capsys.readouterr().out
     assert printed.count("compared 4 runs (1 earlier runs replaced by re-runs left out)") == 2
     assert "| method | scenario | protocol | runs | attack/raw/ap |" in printed
-    assert sorted(p.name for p in out.iterdir()) == ["bars_attack_raw_ap.png", "comparison.csv", "comparison.md"]
+    assert sorted(p.name for p in out.iterdir()) == ["bars_attack_raw_ap.png", "comparison.csv", "comparison.md", "overall.csv"]
     rarity = [metrics["rarity", seed]["attack/raw/ap"] for seed in SEEDS]
     assert f"| rarity | attack_fraction=0.03 |  | 2 | {np.mean(rarity):.3f} ± {np.std(rarity, ddof=1):.3f} |" in printed
 
@@ -88,3 +88,16 @@ def test_compare_errors_are_one_line(experiment, tmp_path, capsys):
                  "--metrics", "no/such/*"]) == 2
     assert "no metric of the runs matches --metrics no/such/*" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())  # nothing written on error
+
+
+def test_overall_averages_scenario_means_per_method_and_protocol():
+    from car.eval.compare import overall, overall_markdown
+    table = pd.DataFrame({
+        "method": ["car", "car", "car", "peer"], "scenario": ["a", "b", "a", "a"], "protocol": ["p2"] * 4,
+        "metric": ["ap", "ap", "wl", "ap"], "mean": [0.5, 0.9, 0.3, 0.8],
+    })
+    summary = overall(table).set_index(["method", "metric"])
+    assert summary.loc[("car", "ap"), "mean"] == pytest.approx(0.7) and summary.loc[("car", "ap"), "scenarios"] == 2
+    assert summary.loc[("peer", "ap"), "scenarios"] == 1 and summary.loc[("car", "wl"), "mean"] == pytest.approx(0.3)
+    text = overall_markdown(overall(table))
+    assert "| car | p2 | 0.700 (2) | 0.300 (1) |" in text and "| peer | p2 | 0.800 (1) |  |" in text
