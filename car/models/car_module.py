@@ -29,6 +29,8 @@ from car.temporal.pitman_yor import PitmanYorTree
 for _name in ("lightning", "lightning.pytorch", "lightning.fabric"):
     logging.getLogger(_name).handlers.clear()
     logging.getLogger(_name).propagate = True
+# Lightning advertises its cloud add-ons at every fit and predict ("💡 Tip: ... litlogger"); not for our logs.
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda record: "Tip:" not in record.getMessage())
 
 # Lightning 2.6 calls a torch pytree API that torch 2.13 deprecates; nothing for users to act on.
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
