@@ -1,6 +1,7 @@
 """Fit a ranker on alerts and write the ranked alerts: ``python train.py +experiment=enterprise``."""
 
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -17,6 +18,9 @@ log = logging.getLogger("car")
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Run one job; a CARError prints one line and exits 2 (no traceback)."""
+    # SIGTERM (`kill`, a scheduler's time limit) raises SystemExit, so the MLflow run ends FAILED;
+    # otherwise MLflow's exit hook marks the killed run FINISHED and `car compare` counts it.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         metrics = run(cfg, Path(HydraConfig.get().runtime.output_dir))
     except CARError as err:

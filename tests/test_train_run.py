@@ -97,3 +97,24 @@ def test_unusable_mlflow_store_fails_before_fitting(tmp_path):
     assert "MLflow store" in proc.stderr + proc.stdout
     assert "Traceback" not in proc.stderr + proc.stdout
     assert not (out / "ranked_alerts.csv").exists()
+
+
+def test_a_killed_run_ends_failed_in_mlflow_not_finished(tmp_path):
+    import time
+
+    import mlflow
+    out, uri = tmp_path / "run", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_DISABLE_TELEMETRY": "true", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "train.py", "+experiment=enterprise", "data.n_alerts=300000", "trainer.max_steps=100000",
+         "trainer.max_epochs=1000", f"hydra.run.dir={out}"],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    log, deadline = out / "train.log", time.monotonic() + 300
+    while not (log.is_file() and "GPU available" in log.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.5)  # the MLflow run has started once the Trainer reports its devices
+    proc.terminate()
+    assert proc.wait(timeout=120) == 128 + 15
+    client = mlflow.MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("enterprise").experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]
