@@ -64,8 +64,9 @@ def compare(experiment: str, uri: str, out: Path, metrics: tuple[str, ...] = DEF
     runs, replaced = load_runs(mlflow, experiment_id, experiment)
     table = summarize(runs, select_metrics(runs, metrics))
     out.mkdir(parents=True, exist_ok=True)
-    text = markdown(table, runs) + "\n" + overall_markdown(overall(table))
-    files = [write_csv(table, out / "comparison.csv"), write_csv(overall(table), out / "overall.csv"),
+    means = overall(table)
+    text = markdown(table, runs) + "\n" + overall_markdown(means)
+    files = [write_csv(table, out / "comparison.csv"), write_csv(means, out / "overall.csv"),
              write_bytes(text.encode("utf-8"), out / "comparison.md")]
     files += [write_bytes(picture, out / name) for name, picture in bar_pictures(table).items()]
     if curves:
