@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from car.alerts import AlertTable
 from car.content.ape import unique_tuples
 from car.errors import ConfigError
-from car.temporal.context_tree import ChainCounts, ContextTree, sequence_order
+from car.temporal.context_tree import COUNT_ARRAYS, ChainCounts, ContextTree, sequence_order
 
 
 @dataclass
@@ -133,7 +133,7 @@ class _JointSteps(Dataset):
         # step by step took a tenth of the fit on 1 M alerts.
         t, a = np.concatenate(tuple_slices), np.concatenate(alert_slices)
         self.tuples, self.counts = tuples[t], counts[t]
-        self.chains = {k: getattr(chains, k)[:, a] for k in ("c_s", "c_u", "t_s", "t_u")}
+        self.chains = {k: getattr(chains, k)[:, a] for k in COUNT_ARRAYS}
         self.tuple_bounds = np.cumsum([0] + [len(s) for s in tuple_slices])
         self.alert_bounds = np.cumsum([0] + [len(s) for s in alert_slices])
         self.steps = steps

@@ -20,7 +20,7 @@ from car.content.ape import EntityEmbedding
 from car.content.similarity import knn_similarity
 from car.data.datamodule import AlertDataModule, EncodedAlerts
 from car.ranking.collaborative import RankingParams, build_graph, collaborative_rank
-from car.temporal.context_tree import ChainCounts
+from car.temporal.context_tree import COUNT_ARRAYS, ChainCounts
 from car.temporal.patterns import Occurrences, Pattern, find_patterns, pattern_occurrences
 from car.temporal.pitman_yor import PitmanYorTree
 
@@ -97,7 +97,7 @@ class CARModule(L.LightningModule):
             self.noise = torch.Generator().manual_seed(self.hparams.seed + self.global_rank)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        chains = ChainCounts(self.hparams.n_symbols, *(batch[k].numpy() for k in ("c_s", "c_u", "t_s", "t_u")))
+        chains = ChainCounts(self.hparams.n_symbols, *(batch[k].numpy() for k in COUNT_ARRAYS))
         temporal = self.temporal.loss(chains)
         loss = temporal
         self.log("train/temporal_nll", temporal, prog_bar=True)

@@ -122,8 +122,9 @@ def _draw_pattern(ax: Axes, graph: nx.DiGraph, sub: nx.DiGraph, pattern: tuple, 
                             font_size=7, font_color="white")
     nx.draw_networkx_edges(drawn, pos, ax=ax, width=widths, edge_color=ATTACK_COLOR, alpha=0.7, arrows=True,
                            arrowsize=12, node_size=NODE_SIZE, connectionstyle=f"arc3,rad={CURVE}")
-    # Counts at the middle of each curve, placed here: networkx's curved-edge label placement
-    # took a third of the time of drawing this picture.
+    # Counts near the middle of each curve (offset by the bend in data units, which matplotlib
+    # applies in display units), placed here: networkx's curved-label placement took a third
+    # of the time of drawing this picture.
     for (u, v), count in counts.items():
         (x0, y0), (x1, y1) = pos[u], pos[v]
         x, y = ((x0 + x1) / 2 + CURVE / 2 * (y1 - y0), (y0 + y1) / 2 - CURVE / 2 * (x1 - x0)) if u != v else (x0, y0 + 0.3)

@@ -91,6 +91,9 @@ class Level:
         return len(self.key)
 
 
+COUNT_ARRAYS = ("c_s", "c_u", "t_s", "t_u")  # the (D+1, m) arrays of ChainCounts, in field order
+
+
 @dataclass(frozen=True)
 class ChainCounts:
     """Counts along the context chain of m queries (symbol s after context u), arrays (D+1, m) float32.

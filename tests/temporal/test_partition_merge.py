@@ -7,6 +7,7 @@ import pytest
 from car.data import load_alerts
 from car.data.datamodule import AlertDataModule, encode_alerts, entity_partitions
 from car.temporal import ContextTree
+from car.temporal.context_tree import COUNT_ARRAYS
 from conftest import shared_file
 
 DEPTH = 4
@@ -21,7 +22,7 @@ def assert_same_tree(merged: ContextTree, whole: ContextTree) -> None:
     for name in ("symbols", "pos", "entry_of"):
         assert np.array_equal(getattr(merged, name), getattr(whole, name)), name
     chains_m, chains_w = merged.chain_counts(True), whole.chain_counts(True)
-    for name in ("c_s", "c_u", "t_s", "t_u"):
+    for name in COUNT_ARRAYS:
         assert np.array_equal(getattr(chains_m, name), getattr(chains_w, name)), name
 
 
