@@ -110,3 +110,25 @@ def test_too_little_data_for_the_processes_is_a_config_error(sim):
     data.check_processes(2)
     with pytest.raises(ConfigError, match="use fewer processes"):
         data.check_processes(len(data.tuples))
+
+
+def test_the_training_step_stays_on_the_device_of_its_batch(sim):
+    """What a GPU or another accelerator needs: on the ``meta`` device (tensors without data,
+    which refuse ``.numpy()``, ``.item()`` and mixing with CPU tensors) the joint training step
+    runs forward and backward, and every gradient lands on that device."""
+    from car.models.car_module import CARModule
+
+    model = car_model()
+    encoded = encode_alerts(sim, None, float(model.options["temporal"]["run_gap"]))
+    data = AlertDataModule(encoded, model.options["temporal"]["depth"], model.tuple_batch, seed=0)
+    data.setup("fit")
+    module = CARModule(encoded.n_symbols, [len(v) for v in encoded.vocab.values()], **model.options)
+    module.set_noise(data.tuples, data.tuple_counts)
+    module.setup("fit")
+    module = module.to("meta")
+    batch = {key: value.to("meta") for key, value in next(iter(data.train_dataloader())).items()}
+    loss = module.training_step(batch, 0)
+    loss.backward()
+    assert loss.device.type == "meta"
+    grads = {name: p.grad for name, p in module.named_parameters()}
+    assert grads and all(g is not None and g.device.type == "meta" for g in grads.values()), grads

@@ -97,7 +97,8 @@ class CARModule(L.LightningModule):
             self.noise = torch.Generator().manual_seed(self.hparams.seed + self.global_rank)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        chains = ChainCounts(self.hparams.n_symbols, *(batch[k].numpy() for k in COUNT_ARRAYS))
+        # Tensors only, on the batch's device: the same step runs on CPU, GPU and DDP processes.
+        chains = ChainCounts(self.hparams.n_symbols, *(batch[k] for k in COUNT_ARRAYS))
         temporal = self.temporal.loss(chains)
         loss = temporal
         self.log("train/temporal_nll", temporal, prog_bar=True)

@@ -18,8 +18,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 
 def sequence_order(sequence: np.ndarray, times: np.ndarray) -> np.ndarray:
@@ -96,7 +100,8 @@ COUNT_ARRAYS = ("c_s", "c_u", "t_s", "t_u")  # the (D+1, m) arrays of ChainCount
 
 @dataclass(frozen=True)
 class ChainCounts:
-    """Counts along the context chain of m queries (symbol s after context u), arrays (D+1, m) float32.
+    """Counts along the context chain of m queries (symbol s after context u), arrays (D+1, m) float32
+    (numpy from the tree; torch tensors on the training device in a training step).
 
     Row k describes the query's depth-k context u: c_s = c(u,s), c_u = c(u,.), t_s = t(u,s),
     t_u = t(u,.). c_u = 0 where the query has no depth-k context or its counts are all removed;
@@ -104,10 +109,10 @@ class ChainCounts:
     """
 
     n_symbols: int
-    c_s: np.ndarray
-    c_u: np.ndarray
-    t_s: np.ndarray
-    t_u: np.ndarray
+    c_s: np.ndarray | torch.Tensor
+    c_u: np.ndarray | torch.Tensor
+    t_s: np.ndarray | torch.Tensor
+    t_u: np.ndarray | torch.Tensor
 
     @classmethod
     def empty(cls, n_symbols: int, depth: int, m: int) -> ChainCounts:

@@ -75,7 +75,10 @@ class PitmanYorTree(nn.Module):
                 raise ValueError(f"ngram order must lie in [1, {depth}], got {order}")
             used[1:] = False
             used[order] = True
-        self.register_buffer("used", used)
+        self.register_buffer("used", used)  # in the state dict of saved models
+        # The same as Python ints for the loop in prob_counts: reading a tensor element there would
+        # wait for a GPU at every step.
+        self.used_depths = tuple(k for k in range(depth + 1) if used[k])
 
     def discount(self) -> torch.Tensor:
         """d_k, shape (depth+1,)."""
@@ -88,14 +91,15 @@ class PitmanYorTree(nn.Module):
         return functional.softplus(self.raw_strength) - self.discount()
 
     def prob_counts(self, counts: ChainCounts) -> torch.Tensor:
-        """P(s|u) (m,) for each query of ``counts``, in the parameters' dtype, differentiable in d and theta."""
-        dtype = self.raw_strength.dtype
+        """P(s|u) (m,) for each query of ``counts``, in the parameters' dtype and on their device,
+        differentiable in d and theta."""
+        dtype, device = self.raw_strength.dtype, self.raw_strength.device
         d, theta = self.discount(), self.strength()
-        c_s, c_u, t_s, t_u = (torch.from_numpy(x).to(dtype) for x in (counts.c_s, counts.c_u, counts.t_s, counts.t_u))
-        p = torch.full((c_s.shape[1],), 1.0 / (counts.n_symbols + 1), dtype=dtype)
-        for k in range(min(counts.depth, self.depth) + 1):
-            if not self.used[k]:
-                continue
+        c_s, c_u, t_s, t_u = (
+            torch.as_tensor(x, dtype=dtype, device=device) for x in (counts.c_s, counts.c_u, counts.t_s, counts.t_u)
+        )
+        p = torch.full((c_s.shape[1],), 1.0 / (counts.n_symbols + 1), dtype=dtype, device=device)
+        for k in (k for k in self.used_depths if k <= counts.depth):
             seen = c_u[k] > 0
             # Unseen rows get a dummy total of 1 so that the masked branch has finite gradients.
             total = torch.where(seen, c_u[k], 1.0)
