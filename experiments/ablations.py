@@ -48,6 +48,8 @@ VARIANTS = {
     "car-no-prior": ["model=car", "model.ranking.prior=false"],
     "car-no-patterns": ["model=car", "model.ranking.alpha=0"],
     "car-no-similarity": ["model=car", "model.ranking.beta=0"],
+    "car-alert-rarity": ["model=car", "model.ranking.burst_gap=null"],  # the prior counts every alert
+    "car-prior-only": ["model=car", "model.ranking.alpha=0", "model.ranking.beta=0"],  # burst rarity alone
     "hpyp": ["model=hpyp"],
     "ngram": ["model=ngram"],
     "ape": ["model=ape"],

@@ -83,16 +83,27 @@ def encode_codes(codes: np.ndarray, times: np.ndarray, batch_row: np.ndarray, vo
     order = sequence_order(codes[:, 0], times)
     codes, times, batch_row = codes[order], times[order], batch_row[order]
     is_batch = batch_row >= 0
-    starts = np.ones(len(codes), dtype=bool)
-    starts[1:] = (
-        (np.diff(codes[:, 0]) != 0) | (np.diff(codes[:, 1]) != 0) | (is_batch[1:] != is_batch[:-1])
-        | (np.diff(times) > run_gap)
-    )
+    starts = run_starts(codes, times, is_batch, run_gap)
     return EncodedAlerts(
         symbols=codes[starts, 1], sequence=codes[starts, 0], times=times[starts], run_is_batch=is_batch[starts],
         run_of=np.cumsum(starts) - 1, codes=codes, is_batch=is_batch, batch_row=batch_row, vocab=vocab,
         alert_times=times,
     )
+
+
+def run_starts(codes: np.ndarray, times: np.ndarray, is_batch: np.ndarray, gap: float) -> np.ndarray:
+    """(n,) bool: the alerts that start a run, for alerts in (sequence, time) order.
+
+    A run is a stretch of same-type alerts of one entity, each at most ``gap`` seconds after
+    the one before, all in the history or all in the batch. codes (n, m): entity and type in
+    columns 0 and 1; times (n,) seconds.
+    """
+    starts = np.ones(len(codes), dtype=bool)
+    starts[1:] = (
+        (np.diff(codes[:, 0]) != 0) | (np.diff(codes[:, 1]) != 0) | (is_batch[1:] != is_batch[:-1])
+        | (np.diff(times) > gap)
+    )
+    return starts
 
 
 def entity_partitions(sequence: np.ndarray, partitions: int) -> list[np.ndarray]:

@@ -26,7 +26,7 @@ OPTIONS = {
     "content": {"enabled", "dim", "noise_samples", "weight"},
     "patterns": {"k_max", "min_support", "min_lift", "max_gap", "window", "max_patterns", "score",
                  "rarity_weight", "graph_top", "baseline"},
-    "ranking": {"alpha", "beta", "gamma", "lam", "prior", "rarity_from", "content_prior", "normalized",
+    "ranking": {"alpha", "beta", "gamma", "lam", "prior", "rarity_from", "burst_gap", "content_prior", "normalized",
                 "size_weighted", "neighbours"},
 }
 

@@ -18,7 +18,7 @@ import torch
 
 from car.content.ape import EntityEmbedding
 from car.content.similarity import knn_similarity
-from car.data.datamodule import AlertDataModule, EncodedAlerts
+from car.data.datamodule import AlertDataModule, EncodedAlerts, run_starts
 from car.ranking.collaborative import RankingParams, build_graph, collaborative_rank
 from car.temporal.context_tree import COUNT_ARRAYS, ChainCounts
 from car.temporal.patterns import Occurrences, Pattern, find_patterns, pattern_occurrences
@@ -156,14 +156,20 @@ class CARModule(L.LightningModule):
     def _rarity(self, enc: EncodedAlerts) -> np.ndarray:
         """Type rarity of the batch alerts, counted over ``ranking.rarity_from``: ``all`` alerts,
         the ``history`` only (novelty: types unseen before rank first), or ``both`` (the mean of
-        the two rank-normalised rarities); without history all three are the same."""
-        source = self.hparams.ranking["rarity_from"]
+        the two rank-normalised rarities); without history all three are the same.
+
+        With ``ranking.burst_gap`` (seconds) a type is counted once per burst (`run_starts` with
+        that gap), not once per alert: a flood of one attack step is one event, a benign type
+        that fires now and then on many hosts stays common (docs/method.md)."""
+        cfg = self.hparams.ranking
         types, batch = enc.codes[:, 1], enc.is_batch
-        overall = type_rarity(types, enc.n_symbols)[batch]
-        if source == "all" or batch.all():
+        gap = cfg["burst_gap"]
+        counted = np.ones(len(types), dtype=bool) if gap is None else run_starts(enc.codes, enc.alert_times, batch, gap)
+        overall = type_rarity(types[counted], enc.n_symbols, at=types[batch])
+        if cfg["rarity_from"] == "all" or batch.all():
             return overall
-        past = type_rarity(types[~batch], enc.n_symbols, at=types[batch])
-        return past if source == "history" else (_percentile(overall) + _percentile(past)) / 2
+        past = type_rarity(types[counted & ~batch], enc.n_symbols, at=types[batch])
+        return past if cfg["rarity_from"] == "history" else (_percentile(overall) + _percentile(past)) / 2
 
     def _next_steps(self, data: AlertDataModule, batch_runs: np.ndarray, run_occ: Occurrences,
                     top: int = 3) -> list[list[tuple[int, float]]]:

@@ -6,6 +6,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from car.data import load_alerts
+from car.data.datamodule import run_starts
 from car.eval.metrics import average_precision
 from car.models.baselines import Rarity
 from car.models.car_module import runs_to_alerts
@@ -72,6 +73,16 @@ def test_runs_to_alerts_expands_each_run_to_its_alerts():
     assert out.alert_idx.tolist() == [0, 1, 3, 4, 5]
     assert out.pattern_idx.tolist() == [0] * 5
     assert (out.occ_first.tolist(), out.occ_last.tolist()) == ([0], [5])
+
+
+def test_run_starts_cut_on_entity_type_gap_and_history_boundary():
+    # (entity, type), seconds, batch flag; in (entity, time) order as encode_codes leaves them.
+    codes = np.array([[0, 0], [0, 0], [0, 0], [0, 1], [0, 0], [0, 0], [1, 0]])
+    times = np.array([0.0, 30.0, 100.0, 110.0, 120.0, 130.0, 0.0])
+    batch = np.array([True, True, True, True, False, True, True])
+    assert run_starts(codes, times, batch, 60.0).tolist() == [True, False, True, True, True, True, True]
+    assert run_starts(codes, times, batch, np.inf).tolist() == [True, False, False, True, True, True, True]
+    assert run_starts(codes, times, np.ones(7, bool), 60.0).tolist() == [True, False, True, True, True, False, True]
 
 
 def ait(scenario: str):
@@ -156,3 +167,15 @@ def test_fit_interrupted_and_resumed_from_checkpoint_ranks_like_an_uninterrupted
         sim.unlabeled(), trainer={"max_epochs": 4, "ckpt_path": str(checkpoint)}
     ).rank(sim.unlabeled())
     np.testing.assert_allclose(resumed.scores, whole.scores, rtol=0, atol=1e-9)
+
+
+def test_rarity_counted_over_bursts_beats_rarity_counted_over_alerts_on_ait_ads():
+    """The prior's default (`ranking.burst_gap` 60 s) against counting every alert (null): an
+    attack step that floods one host is one rare event, not thousands of common alerts.
+    Measured: russellmitchell P1 strict AP 0.898 vs 0.601 (docs/method.md); the floor asks
+    for half that gain."""
+    table = ait("russellmitchell")
+    y = table.label("strict")
+    bursts = model_from_config("model=car").fit(table.unlabeled()).rank(table.unlabeled())
+    alerts = model_from_config("model=car", "model.ranking.burst_gap=null").fit(table.unlabeled()).rank(table.unlabeled())
+    assert average_precision(bursts.scores, y) > average_precision(alerts.scores, y) + 0.15
