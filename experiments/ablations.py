@@ -18,6 +18,14 @@ Reproduce (from the repository root; the runs of docs/results.md; torch on one t
     .venv/bin/python experiments/ablations.py --scenarios fox harrison wheeler --protocols p2 --seeds \
         --variants car rarity rarity-history --out experiments/results/ablations_large_p2.json
 
+Sensitivity of the ranking weights (session 4, docs/method.md), one variant per changed value:
+
+    .venv/bin/python experiments/ablations.py --scenarios russellmitchell shaw fox harrison wheeler \
+        --protocols p1 p2 --seeds 0 1 2 --variants car rarity rarity-history \
+        --also gamma0.03='model.ranking.gamma=0.03' beta1='model.ranking.beta=1.0' \
+        nb20='model.ranking.neighbours=20' lam0.5='model.ranking.lam=0.5' \
+        --out experiments/results/sensitivity_session4.json
+
 One call does the same for the two development scenarios and the simulator:
 ``--scenarios russellmitchell shaw --protocols p1 p2 --seeds 0`` (the defaults).
 """
@@ -117,17 +125,25 @@ def main() -> None:
     parser.add_argument("--protocols", nargs="*", default=["p1", "p2"], choices=["p1", "p2"])
     parser.add_argument("--seeds", nargs="*", type=int, default=[0], help="simulator seeds (none: skip it)")
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--also", nargs="*", default=[], metavar="NAME=OVERRIDES",
+                        help="more CAR variants, e.g. gamma0.03='model.ranking.gamma=0.03' (space-separated overrides)")
     parser.add_argument("--out", type=Path, default=REPO / "experiments" / "ablations.json")
     args = parser.parse_args()
+    variants = {name: VARIANTS[name] for name in args.variants}
+    for spec in args.also:
+        name, _, overrides = spec.partition("=")
+        if not name or not overrides:
+            parser.error(f"--also {spec!r}: write NAME=OVERRIDES, e.g. gamma0.03='model.ranking.gamma=0.03'")
+        variants[name] = ["model=car", *overrides.split()]
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     results: dict[str, dict[str, dict[str, float]]] = {}
     cache: dict = {}
     for name, data_overrides, has_history in datasets(args):
         results[name] = {}
-        for variant in args.variants:
+        for variant, overrides in variants.items():
             if variant in HISTORY_ONLY and not has_history:
                 continue
-            results[name][variant] = run(data_overrides, VARIANTS[variant], cache)
+            results[name][variant] = run(data_overrides, overrides, cache)
             print(f"  {name} {variant}: {results[name][variant]['seconds']:.1f} s", flush=True)
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
