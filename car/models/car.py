@@ -112,7 +112,7 @@ def to_ranking(ranked: RankedAlerts, enc: EncodedAlerts, alerts: AlertTable, gra
     return Ranking(
         scores=scores,
         columns={"temporal_score": temporal, "content_score": content, "pattern_id": best,
-                 "why": explanations(alerts, enc, best, content, patterns)},
+                 "why": explanations(alerts, enc, best, content, patterns, ranked.type_bursts)},
         patterns=patterns,
         pattern_alerts=np.column_stack([rows[occ.alert_idx], pattern_id[occ.pattern_idx]]),
         graph=graph,
@@ -156,13 +156,15 @@ def _pattern_table(ranked: RankedAlerts, enc: EncodedAlerts, alerts: AlertTable,
 
 
 def explanations(alerts: AlertTable, enc: EncodedAlerts, pattern_id: pd.array, content: np.ndarray,
-                 patterns: pd.DataFrame, anomalous: float = 0.99) -> np.ndarray:
+                 patterns: pd.DataFrame, type_bursts: np.ndarray | None = None, anomalous: float = 0.99) -> np.ndarray:
     """A plain-words reason per alert (n,), from the model's own terms: the pattern the alert
-    is a step of, how often its type occurs (history included), and whether its attribute
-    combination is among the most anomalous (content score at or above the ``anomalous``
-    quantile). Each distinct reason is written once and shared (3 M alerts hold few)."""
+    is a step of, how often its type occurs (history included; in how many bursts, given
+    ``type_bursts`` per type code), and whether its attribute combination is among the most
+    anomalous (content score at or above the ``anomalous`` quantile). Each distinct reason is
+    written once and shared (3 M alerts hold few)."""
     frame = alerts.alerts
     type_counts = dict(zip(enc.vocab["type"], np.bincount(enc.codes[:, 1], minlength=enc.n_symbols).tolist()))
+    bursts = dict(zip(enc.vocab["type"], type_bursts.tolist())) if type_bursts is not None else {}
     ids = pattern_id.to_numpy(dtype=np.int64, na_value=0) if len(patterns) else np.zeros(len(frame), np.int64)
     rare = np.zeros(len(frame), dtype=bool)
     if len(content) > 1 and np.ptp(content) > 0:
@@ -176,7 +178,8 @@ def explanations(alerts: AlertTable, enc: EncodedAlerts, pattern_id: pd.array, c
     reasons = []
     for alert_type, pattern, entity, is_rare in keys.drop_duplicates().itertuples(index=False):
         lead = f"{_step_of(steps[pattern], alert_type)} of pattern {pattern} ({steps[pattern]}) on {entity}; " if pattern else ""
-        reasons.append(f"{lead}type {alert_type} seen {type_counts[alert_type]:,}{total}{unusual if is_rare else ''}")
+        events = f" ({bursts[alert_type]:,} bursts)" if bursts else ""
+        reasons.append(f"{lead}type {alert_type} seen {type_counts[alert_type]:,}{total}{events}{unusual if is_rare else ''}")
     return np.asarray(reasons, dtype=object)[codes]
 
 

@@ -44,16 +44,17 @@ class RankedAlerts:
     scores, temporal, content, rarity: (n_batch,); patterns: found patterns;
     pattern_scores (L,); occurrences: of the patterns in the batch (alert indices into the
     batch arrays); next_steps: per pattern, the likeliest next types (symbol, probability)
-    after its latest occurrence. A plain class on purpose: Lightning would try to move a
-    dataclass's fields to a device.
+    after its latest occurrence; type_bursts: (n_symbols,) bursts per type over all alerts, or
+    None when type rarity counts alerts (``ranking.burst_gap`` null). A plain class on purpose:
+    Lightning would try to move a dataclass's fields to a device.
     """
 
     def __init__(self, scores: np.ndarray, temporal: np.ndarray, content: np.ndarray, rarity: np.ndarray,
                  patterns: list[Pattern], pattern_scores: np.ndarray, occurrences: Occurrences,
-                 next_steps: list[list[tuple[int, float]]]) -> None:
+                 next_steps: list[list[tuple[int, float]]], type_bursts: np.ndarray | None = None) -> None:
         self.scores, self.temporal, self.content, self.rarity = scores, temporal, content, rarity
         self.patterns, self.pattern_scores, self.occurrences = patterns, pattern_scores, occurrences
-        self.next_steps = next_steps
+        self.next_steps, self.type_bursts = next_steps, type_bursts
 
 
 class CARModule(L.LightningModule):
@@ -129,7 +130,10 @@ class CARModule(L.LightningModule):
         enc, batch = data.encoded, data.encoded.is_batch
         alert_run = enc.run_of[batch]
         temporal = self.temporal.surprise(data.tree)[alert_run]
-        rarity = self._rarity(enc)
+        gap = self.hparams.ranking["burst_gap"]
+        counted = np.ones(len(enc.codes), dtype=bool) if gap is None else run_starts(enc.codes, enc.alert_times, enc.is_batch, gap)
+        rarity = self._rarity(enc, counted)
+        type_bursts = None if gap is None else np.bincount(enc.codes[counted, 1], minlength=enc.n_symbols)
         tuple_of = data.tuple_of[batch]
         content = self.content.anomaly(data.tuples)[tuple_of] if self.content is not None else np.zeros(len(temporal))
         cfg = self.hparams.patterns
@@ -151,20 +155,18 @@ class CARModule(L.LightningModule):
         else:
             scores = temporal if self.hparams.score == "temporal" else content
             pattern_scores = np.array([pat.dependency for pat in found], dtype=np.float64)
-        return RankedAlerts(scores, temporal, content, rarity, found, pattern_scores, occ, next_steps)
+        return RankedAlerts(scores, temporal, content, rarity, found, pattern_scores, occ, next_steps, type_bursts)
 
-    def _rarity(self, enc: EncodedAlerts) -> np.ndarray:
+    def _rarity(self, enc: EncodedAlerts, counted: np.ndarray) -> np.ndarray:
         """Type rarity of the batch alerts, counted over ``ranking.rarity_from``: ``all`` alerts,
         the ``history`` only (novelty: types unseen before rank first), or ``both`` (the mean of
         the two rank-normalised rarities); without history all three are the same.
 
-        With ``ranking.burst_gap`` (seconds) a type is counted once per burst (`run_starts` with
-        that gap), not once per alert: a flood of one attack step is one event, a benign type
-        that fires now and then on many hosts stays common (docs/method.md)."""
+        Only the ``counted`` alerts (n,) count: with ``ranking.burst_gap`` the first of each burst
+        (`run_starts` with that gap), so a flood of one attack step is one event and a benign
+        type that fires now and then on many hosts stays common (docs/method.md)."""
         cfg = self.hparams.ranking
         types, batch = enc.codes[:, 1], enc.is_batch
-        gap = cfg["burst_gap"]
-        counted = np.ones(len(types), dtype=bool) if gap is None else run_starts(enc.codes, enc.alert_times, batch, gap)
         overall = type_rarity(types[counted], enc.n_symbols, at=types[batch])
         if cfg["rarity_from"] == "all" or batch.all():
             return overall

@@ -209,6 +209,8 @@ class SavedModel:
         manifest = _read_manifest(path)
         tensors = _read_tensors(path / TENSORS)
         try:
+            # Models saved before `ranking.burst_gap` existed counted every alert in type rarity.
+            manifest["options"]["ranking"].setdefault("burst_gap", None)
             car = CAR(**manifest["options"], tuple_batch=manifest["tuple_batch"], name=manifest["name"])
             car.module = CARModule(manifest["module"]["n_symbols"], manifest["module"]["cardinalities"],
                                    **manifest["options"])

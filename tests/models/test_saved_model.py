@@ -108,3 +108,21 @@ def test_simulator_model_reads_car_simulate_csv_files(fitted, sim, tmp_path):
     read = saved.read(path)
     pd.testing.assert_frame_equal(read.alerts[columns], sim.alerts[columns])
     assert read.label_kinds == ["attack"] and saved.read(path, ["labels=null"]).label_kinds == []
+
+
+def test_model_saved_before_burst_counting_loads_and_counts_every_alert(fitted, tmp_path):
+    """A manifest without ``ranking.burst_gap`` (saved before session 4) still loads, and ranks as
+    such a model did: type rarity over every alert, no burst count in `why`."""
+    import shutil
+
+    folder, first, _ = fitted
+    old = tmp_path / "old"
+    shutil.copytree(folder, old)
+    manifest = json.loads((old / MANIFEST).read_text())
+    del manifest["options"]["ranking"]["burst_gap"]
+    (old / MANIFEST).write_text(json.dumps(manifest))
+    saved = SavedModel.load(old)
+    assert saved.car.options["ranking"]["burst_gap"] is None
+    why = saved.rank(first.unlabeled()).ranking.columns["why"]
+    assert not any("bursts)" in w for w in why)
+    assert any("bursts)" in w for w in SavedModel.load(folder).rank(first.unlabeled()).ranking.columns["why"])
