@@ -16,7 +16,7 @@ from conftest import REPO, SHARED_DATA
 
 SCENARIOS = ["fox", "harrison", "russellmitchell", "shaw", "wheeler"]
 IN_BOTH_PROTOCOLS = ["car", "car_temporal_only", "car_dirichlet", "car_ngram2", "car_no_prior", "car_no_patterns",
-                     "car_no_similarity", "hpyp", "ngram", "ape", "rarity"]
+                     "car_no_similarity", "hpyp", "ngram", "ape", "rarity", "rarity_bursts"]
 FACTORS = {  # sensitivity factor: the config key its levels set
     "attack_fraction": "data.attack_fraction", "pattern_length": "data.pattern_length",
     "attribute_noise": "data.noise", "gap_minutes": "data.gap_minutes", "ranking_alpha": "model.ranking.alpha",
@@ -55,7 +55,7 @@ def sweep(experiment: str, *command_line: str) -> list[dict[str, str]]:
 def test_ait_ads_sweeps_every_model_scenario_protocol_and_seed(conf):
     jobs = sweep("ait_ads")
     combos = {(j["model"], j["scenario"], j["protocol"], j["seed"]) for j in jobs}
-    assert len(jobs) == len(combos) == 11 * 5 * 2 * 3
+    assert len(jobs) == len(combos) == 12 * 5 * 2 * 3
     assert {j["model"] for j in jobs} == set(IN_BOTH_PROTOCOLS)
     assert {j["scenario"] for j in jobs} == set(SCENARIOS)
     assert {j["protocol"] for j in jobs} == {"p1", "p2"} and {j["seed"] for j in jobs} == {"0", "1", "2"}

@@ -8,8 +8,10 @@ import numpy as np
 import pandas as pd
 
 from car.alerts import AlertTable
+from car.data.datamodule import run_starts
 from car.errors import ConfigError
 from car.models.base import AlertRanker, Ranking
+from car.temporal.context_tree import sequence_order
 
 
 class Rarity(AlertRanker):
@@ -17,15 +19,19 @@ class Rarity(AlertRanker):
 
     ``counts_from``: ``input`` (the alerts being ranked), ``history`` (only the history
     table: types unseen there rank first) or ``both``. Frequencies use add-one smoothing
-    over the known types plus one unseen slot, so every score is finite.
+    over the known types plus one unseen slot, so every score is finite. ``burst_gap``
+    (seconds): count a burst of same-type alerts of one entity, each within that of the one
+    before, once (CAR's prior, docs/method.md); None counts every alert.
     """
 
     name = "rarity"
 
-    def __init__(self, counts_from: str = "input") -> None:
+    def __init__(self, counts_from: str = "input", burst_gap: float | None = None) -> None:
         if counts_from not in {"input", "history", "both"}:
             raise ConfigError(f"model.counts_from={counts_from!r}: use input, history or both")
-        self.counts_from = counts_from
+        if burst_gap is not None and (isinstance(burst_gap, bool) or not isinstance(burst_gap, int | float) or burst_gap < 0):
+            raise ConfigError(f"model.burst_gap={burst_gap!r}: use seconds >= 0, or null to count every alert")
+        self.counts_from, self.burst_gap = counts_from, burst_gap
         self.counts: pd.Series | None = None
 
     def fit(self, alerts: AlertTable, history: AlertTable | None = None, trainer: dict[str, Any] | None = None) -> Rarity:
@@ -36,7 +42,7 @@ class Rarity(AlertRanker):
             "history": [history],
             "both": [alerts, history],
         }[self.counts_from]
-        self.counts = pd.concat([t.alerts["type"] for t in parts]).value_counts()
+        self.counts = pd.concat([_counted_types(t, self.burst_gap) for t in parts]).value_counts()
         return self
 
     def rank(self, alerts: AlertTable) -> Ranking:
@@ -45,3 +51,15 @@ class Rarity(AlertRanker):
         counts = alerts.alerts["type"].map(self.counts).fillna(0).to_numpy(np.float64)
         total = float(self.counts.sum()) + len(self.counts) + 1
         return Ranking(scores=-np.log((counts + 1.0) / total))
+
+
+def _counted_types(table: AlertTable, burst_gap: float | None) -> pd.Series:
+    """The types that count in ``table``: of every alert, or of the first alert of each burst."""
+    types = table.alerts["type"]
+    if burst_gap is None:
+        return types
+    entity, kind = pd.factorize(table.alerts["entity"])[0], pd.factorize(types)[0]
+    times = table.seconds()
+    order = sequence_order(entity, times)
+    starts = run_starts(np.column_stack([entity, kind])[order], times[order], np.ones(len(order), dtype=bool), burst_gap)
+    return types.iloc[order[starts]]
