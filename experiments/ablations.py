@@ -62,6 +62,7 @@ VARIANTS = {
     "ngram": ["model=ngram"],
     "ape": ["model=ape"],
     "rarity": ["model=rarity"],
+    "rarity-bursts": ["model=rarity_bursts"],
     "rarity-history": ["model=rarity", "model.counts_from=history"],  # P2 only
 }
 HISTORY_ONLY = {"rarity-history"}
