@@ -26,6 +26,14 @@ Sensitivity of the ranking weights (session 4, docs/method.md), one variant per 
         nb20='model.ranking.neighbours=20' lam0.5='model.ranking.lam=0.5' \
         --out experiments/results/sensitivity_session4.json
 
+P2 with other histories than benchmark.md's (session 4, docs/results.md):
+
+    .venv/bin/python experiments/ablations.py --scenarios russellmitchell shaw --protocols p2 --seeds \
+        --history fox --variants car rarity-history --also rarity-from-both='model.ranking.rarity_from=both' \
+        --out experiments/results/p2_history_fox.json
+    # likewise --history wheeler (russellmitchell, harrison), --history harrison (shaw, wheeler),
+    # --history russellmitchell (fox)
+
 One call does the same for the two development scenarios and the simulator:
 ``--scenarios russellmitchell shaw --protocols p1 p2 --seeds 0`` (the defaults).
 """
@@ -79,11 +87,15 @@ def datasets(args: argparse.Namespace) -> list[tuple[str, list[str], bool]]:
         if "p1" in args.protocols:
             out.append((f"{scenario}-p1", ["data=ait_ads", f"data.path={path}"], False))
         if "p2" in args.protocols:
-            history = AIT / f"{HISTORY.get(scenario, 'shaw')}_alerts.csv.gz"
+            if args.history == scenario:
+                print(f"note: {scenario} is its own --history, skipping its P2")
+                continue
+            history = AIT / f"{args.history or HISTORY.get(scenario, 'shaw')}_alerts.csv.gz"
             if not history.exists():
                 print(f"note: history {history} is absent, skipping {scenario} P2")
                 continue
-            out.append((f"{scenario}-p2", ["data=ait_ads", f"data.path={path}", f"data.history={history}"], True))
+            name = f"{scenario}-p2" + (f"-history-{args.history}" if args.history else "")
+            out.append((name, ["data=ait_ads", f"data.path={path}", f"data.history={history}"], True))
     return out
 
 
@@ -126,6 +138,8 @@ def main() -> None:
     parser.add_argument("--protocols", nargs="*", default=["p1", "p2"], choices=["p1", "p2"])
     parser.add_argument("--seeds", nargs="*", type=int, default=[0], help="simulator seeds (none: skip it)")
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--history", choices=SCENARIOS, default=None,
+                        help="P2 history for every scenario (default: shaw, russellmitchell for shaw)")
     parser.add_argument("--also", nargs="*", default=[], metavar="NAME=OVERRIDES",
                         help="more CAR variants, e.g. gamma0.03='model.ranking.gamma=0.03' (space-separated overrides)")
     parser.add_argument("--out", type=Path, default=REPO / "experiments" / "ablations.json")

@@ -1,20 +1,27 @@
-"""experiments/ablations.py: the development-run script (its Hydra configs, its extra variants)."""
+"""experiments/ablations.py: the development-run script (its extra variants, its P2 histories)."""
 
+import argparse
 import importlib.util
 import json
 import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, SHARED_DATA
 
 
-def test_ablations_script_runs_extra_variants_given_on_the_command_line(tmp_path, monkeypatch, capsys):
+@pytest.fixture
+def ablations():
+    """The script as a module (experiments/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("ablations", REPO / "experiments" / "ablations.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ablations_script_runs_extra_variants_given_on_the_command_line(ablations, tmp_path, monkeypatch, capsys):
     """experiments/ablations.py --also NAME=OVERRIDES: a variant beyond the built-in ones is fitted,
     scored and written next to them; a malformed one stops with a usage error."""
-    spec = importlib.util.spec_from_file_location("ablations", REPO / "experiments" / "ablations.py")
-    ablations = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ablations)
     out = tmp_path / "a.json"
     monkeypatch.setattr(sys, "argv", ["ablations.py", "--scenarios", "--seeds", "0", "--variants", "rarity",
                                       "--also", "no-similarity=model.ranking.beta=0 model.ranking.neighbours=5",
@@ -29,3 +36,11 @@ def test_ablations_script_runs_extra_variants_given_on_the_command_line(tmp_path
     with pytest.raises(SystemExit):
         ablations.main()
     assert "write NAME=OVERRIDES" in capsys.readouterr().err
+
+
+def test_ablations_history_option_sets_every_p2_history_and_skips_its_own_scenario(ablations):
+    if not (SHARED_DATA / "ait-ads").exists():
+        pytest.skip("../shared/data/ait-ads is absent (a user's machine); CI has it")
+    sets = ablations.datasets(argparse.Namespace(seeds=[], scenarios=["shaw", "fox"], protocols=["p2"], history="fox"))
+    assert [name for name, _, _ in sets] == ["shaw-p2-history-fox"]
+    assert sets[0][1][-1].endswith("fox_alerts.csv.gz") and sets[0][1][-1].startswith("data.history=")
