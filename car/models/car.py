@@ -31,14 +31,24 @@ OPTIONS = {
 }
 
 
+RARITY_FROM = ("history", "batch", "both", "all")  # where type rarity is counted (CARModule._rarity)
+
+
 def check_options(groups: Mapping[str, Mapping]) -> None:
-    """A one-line ConfigError for an unknown or missing key of a model option group."""
+    """A one-line ConfigError for an unknown or missing key of a model option group, or a value
+    of ``ranking.rarity_from`` / ``ranking.burst_gap`` that means nothing."""
     for group, keys in OPTIONS.items():
         given = set(groups[group])
         for key in sorted(given - keys):
             raise ConfigError(f"model.{group}.{key} is not an option; valid: {', '.join(sorted(keys))}")
         for key in sorted(keys - given):
             raise ConfigError(f"model.{group}.{key} is missing; start from conf/model/car.yaml")
+    ranking = groups["ranking"]
+    if ranking["rarity_from"] not in RARITY_FROM:
+        raise ConfigError(f"model.ranking.rarity_from={ranking['rarity_from']!r}: use one of {', '.join(RARITY_FROM)}")
+    gap = ranking["burst_gap"]
+    if gap is not None and (isinstance(gap, bool) or not isinstance(gap, int | float) or gap < 0):
+        raise ConfigError(f"model.ranking.burst_gap={gap!r}: use seconds >= 0, or null to count every alert")
 
 
 class CAR(AlertRanker):

@@ -158,20 +158,25 @@ class CARModule(L.LightningModule):
         return RankedAlerts(scores, temporal, content, rarity, found, pattern_scores, occ, next_steps, type_bursts)
 
     def _rarity(self, enc: EncodedAlerts, counted: np.ndarray) -> np.ndarray:
-        """Type rarity of the batch alerts, counted over ``ranking.rarity_from``: ``all`` alerts,
-        the ``history`` only (novelty: types unseen before rank first), or ``both`` (the mean of
-        the two rank-normalised rarities); without history all three are the same.
+        """Type rarity of the batch alerts, counted over ``ranking.rarity_from``: the ``history``
+        only (novelty: types unseen before rank first), the ``batch`` only (the history informs
+        the sequence and content models, not the prior), ``all`` alerts, or ``both`` (the mean of
+        the rank-normalised rarities over all alerts and in the history); without history all
+        four are the same.
 
         Only the ``counted`` alerts (n,) count: with ``ranking.burst_gap`` the first of each burst
         (`run_starts` with that gap), so a flood of one attack step is one event and a benign
         type that fires now and then on many hosts stays common (docs/method.md)."""
         cfg = self.hparams.ranking
         types, batch = enc.codes[:, 1], enc.is_batch
+        source = "all" if batch.all() else cfg["rarity_from"]
+        if source == "batch":
+            return type_rarity(types[counted & batch], enc.n_symbols, at=types[batch])
         overall = type_rarity(types[counted], enc.n_symbols, at=types[batch])
-        if cfg["rarity_from"] == "all" or batch.all():
+        if source == "all":
             return overall
         past = type_rarity(types[counted & ~batch], enc.n_symbols, at=types[batch])
-        return past if cfg["rarity_from"] == "history" else (_percentile(overall) + _percentile(past)) / 2
+        return past if source == "history" else (_percentile(overall) + _percentile(past)) / 2
 
     def _next_steps(self, data: AlertDataModule, batch_runs: np.ndarray, run_occ: Occurrences,
                     top: int = 3) -> list[list[tuple[int, float]]]:

@@ -196,3 +196,34 @@ def test_rarity_baseline_counts_bursts_when_asked():
     assert model.counts[busiest] < (table.alerts["type"] == busiest).sum()
     with pytest.raises(ConfigError, match="burst_gap"):
         Rarity(burst_gap=-1)
+
+
+def test_rarity_from_batch_counts_the_batch_bursts_only(sim):
+    """`ranking.rarity_from=batch`: with a history, the prior's type rarity is counted in the
+    batch's bursts alone (the history still trains the sequence and content models)."""
+    from dataclasses import replace
+
+    half = len(sim) // 2  # the simulator's alerts are in time order: the first half is the history
+    past, batch = (replace(sim, alerts=sim.alerts.iloc[part].reset_index(drop=True), labels=None)
+                   for part in (slice(0, half), slice(half, None)))
+    model = model_from_config("model=car", "model.ranking.rarity_from=batch").fit(batch, past, trainer=FAST)
+    ranked = model.module.rank_alerts(model.data)
+    enc = model.data.encoded
+    counts = Rarity(burst_gap=60).fit(batch).counts
+    types = batch.alerts["type"].to_numpy()[enc.batch_row[enc.is_batch]]
+    expected = -np.log((counts.reindex(types).fillna(0).to_numpy() + 1) / (counts.sum() + enc.n_symbols + 1))
+    np.testing.assert_allclose(ranked.rarity, expected)
+    history = model_from_config("model=car").fit(batch, past, trainer=FAST).module
+    assert not np.allclose(history.rank_alerts(model.data).rarity, expected)
+
+
+@pytest.mark.parametrize("override,word", [("model.ranking.rarity_from=histroy", "rarity_from"),
+                                           ("model.ranking.burst_gap=-5", "burst_gap")])
+def test_meaningless_prior_option_values_are_one_line_config_errors(override, word):
+    from car.pipeline import build_model
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        cfg = compose("train", overrides=["model=car", override])
+    with pytest.raises(ConfigError, match=word) as err:
+        build_model(cfg.model)
+    assert "\n" not in str(err.value)
