@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from car.alerts import AlertTable
 from car.content.ape import unique_tuples
 from car.errors import ConfigError
-from car.temporal.context_tree import COUNT_ARRAYS, ChainCounts, ContextTree, sequence_order
+from car.temporal.context_tree import COUNT_ARRAYS, ChainCounts, ContextTree, run_starts, sequence_order
 
 
 @dataclass
@@ -89,21 +89,6 @@ def encode_codes(codes: np.ndarray, times: np.ndarray, batch_row: np.ndarray, vo
         run_of=np.cumsum(starts) - 1, codes=codes, is_batch=is_batch, batch_row=batch_row, vocab=vocab,
         alert_times=times,
     )
-
-
-def run_starts(codes: np.ndarray, times: np.ndarray, is_batch: np.ndarray, gap: float) -> np.ndarray:
-    """(n,) bool: the alerts that start a run, for alerts in (sequence, time) order.
-
-    A run is a stretch of same-type alerts of one entity, each at most ``gap`` seconds after
-    the one before, all in the history or all in the batch. codes (n, m): entity and type in
-    columns 0 and 1; times (n,) seconds.
-    """
-    starts = np.ones(len(codes), dtype=bool)
-    starts[1:] = (
-        (np.diff(codes[:, 0]) != 0) | (np.diff(codes[:, 1]) != 0) | (is_batch[1:] != is_batch[:-1])
-        | (np.diff(times) > gap)
-    )
-    return starts
 
 
 def entity_partitions(sequence: np.ndarray, partitions: int) -> list[np.ndarray]:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from car.alerts import AlertTable
+from car.errors import ConfigError
 
 STEP_SEPARATOR = " > "  # joins the steps of a pattern: "A > B > C"
 PATTERN_COLUMNS = [
@@ -56,3 +57,9 @@ class AlertRanker(ABC):
     @abstractmethod
     def rank(self, alerts: AlertTable) -> Ranking:
         """Score every alert of ``alerts`` (higher = more likely a true positive)."""
+
+
+def check_burst_gap(gap: object, key: str) -> None:
+    """A one-line ConfigError unless ``gap`` (config key ``key``) is seconds >= 0 or None."""
+    if gap is not None and (isinstance(gap, bool) or not isinstance(gap, int | float) or gap < 0):
+        raise ConfigError(f"{key}={gap!r}: use seconds >= 0, or null to count every alert")

@@ -8,10 +8,9 @@ import numpy as np
 import pandas as pd
 
 from car.alerts import AlertTable
-from car.data.datamodule import run_starts
 from car.errors import ConfigError
-from car.models.base import AlertRanker, Ranking
-from car.temporal.context_tree import sequence_order
+from car.models.base import AlertRanker, Ranking, check_burst_gap
+from car.temporal.context_tree import run_starts, sequence_order
 
 
 class Rarity(AlertRanker):
@@ -29,8 +28,7 @@ class Rarity(AlertRanker):
     def __init__(self, counts_from: str = "input", burst_gap: float | None = None) -> None:
         if counts_from not in {"input", "history", "both"}:
             raise ConfigError(f"model.counts_from={counts_from!r}: use input, history or both")
-        if burst_gap is not None and (isinstance(burst_gap, bool) or not isinstance(burst_gap, int | float) or burst_gap < 0):
-            raise ConfigError(f"model.burst_gap={burst_gap!r}: use seconds >= 0, or null to count every alert")
+        check_burst_gap(burst_gap, "model.burst_gap")
         self.counts_from, self.burst_gap = counts_from, burst_gap
         self.counts: pd.Series | None = None
 

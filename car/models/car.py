@@ -12,7 +12,7 @@ import pandas as pd
 from car.alerts import AlertTable
 from car.errors import ConfigError
 from car.data.datamodule import AlertDataModule, EncodedAlerts, encode_alerts
-from car.models.base import PATTERN_COLUMNS, STEP_SEPARATOR, AlertRanker, Ranking
+from car.models.base import PATTERN_COLUMNS, STEP_SEPARATOR, AlertRanker, Ranking, check_burst_gap
 from car.models.car_module import CARModule, RankedAlerts
 from car.outputs.attack_graph import attack_graph
 
@@ -46,9 +46,7 @@ def check_options(groups: Mapping[str, Mapping]) -> None:
     ranking = groups["ranking"]
     if ranking["rarity_from"] not in RARITY_FROM:
         raise ConfigError(f"model.ranking.rarity_from={ranking['rarity_from']!r}: use one of {', '.join(RARITY_FROM)}")
-    gap = ranking["burst_gap"]
-    if gap is not None and (isinstance(gap, bool) or not isinstance(gap, int | float) or gap < 0):
-        raise ConfigError(f"model.ranking.burst_gap={gap!r}: use seconds >= 0, or null to count every alert")
+    check_burst_gap(ranking["burst_gap"], "model.ranking.burst_gap")
 
 
 class CAR(AlertRanker):

@@ -18,9 +18,9 @@ import torch
 
 from car.content.ape import EntityEmbedding
 from car.content.similarity import knn_similarity
-from car.data.datamodule import AlertDataModule, EncodedAlerts, run_starts
+from car.data.datamodule import AlertDataModule, EncodedAlerts
 from car.ranking.collaborative import RankingParams, build_graph, collaborative_rank
-from car.temporal.context_tree import COUNT_ARRAYS, ChainCounts
+from car.temporal.context_tree import COUNT_ARRAYS, ChainCounts, run_starts
 from car.temporal.patterns import Occurrences, Pattern, find_patterns, pattern_occurrences
 from car.temporal.pitman_yor import PitmanYorTree
 
@@ -167,9 +167,8 @@ class CARModule(L.LightningModule):
         Only the ``counted`` alerts (n,) count: with ``ranking.burst_gap`` the first of each burst
         (`run_starts` with that gap), so a flood of one attack step is one event and a benign
         type that fires now and then on many hosts stays common (docs/method.md)."""
-        cfg = self.hparams.ranking
         types, batch = enc.codes[:, 1], enc.is_batch
-        source = "all" if batch.all() else cfg["rarity_from"]
+        source = "all" if batch.all() else self.hparams.ranking["rarity_from"]
         if source == "batch":
             return type_rarity(types[counted & batch], enc.n_symbols, at=types[batch])
         overall = type_rarity(types[counted], enc.n_symbols, at=types[batch])

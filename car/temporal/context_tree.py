@@ -31,6 +31,21 @@ def sequence_order(sequence: np.ndarray, times: np.ndarray) -> np.ndarray:
     return np.lexsort((np.asarray(times), np.asarray(sequence)))
 
 
+def run_starts(codes: np.ndarray, times: np.ndarray, is_batch: np.ndarray, gap: float) -> np.ndarray:
+    """(n,) bool: the alerts that start a run, for alerts in (sequence, time) order.
+
+    A run is a stretch of same-type alerts of one entity, each at most ``gap`` seconds after
+    the one before, all in the history or all in the batch. codes (n, m): entity and type in
+    columns 0 and 1; times (n,) seconds.
+    """
+    starts = np.ones(len(codes), dtype=bool)
+    starts[1:] = (
+        (np.diff(codes[:, 0]) != 0) | (np.diff(codes[:, 1]) != 0) | (is_batch[1:] != is_batch[:-1])
+        | (np.diff(times) > gap)
+    )
+    return starts
+
+
 def sequence_positions(sequence: np.ndarray) -> np.ndarray:
     """Position (n,) int64 of each alert within its sequence; alerts must be grouped by sequence."""
     sequence = np.asarray(sequence)

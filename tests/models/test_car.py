@@ -6,11 +6,11 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from car.data import load_alerts
-from car.data.datamodule import run_starts
 from car.errors import ConfigError
 from car.eval.metrics import average_precision
 from car.models.baselines import Rarity
 from car.models.car_module import runs_to_alerts
+from car.temporal.context_tree import run_starts
 from car.temporal.patterns import Occurrences
 from conftest import REPO, shared_file
 
