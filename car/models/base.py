@@ -59,7 +59,8 @@ class AlertRanker(ABC):
         """Score every alert of ``alerts`` (higher = more likely a true positive)."""
 
 
-def check_burst_gap(gap: object, key: str) -> None:
-    """A one-line ConfigError unless ``gap`` (config key ``key``) is seconds >= 0 or None."""
-    if gap is not None and (isinstance(gap, bool) or not isinstance(gap, int | float) or gap < 0):
-        raise ConfigError(f"{key}={gap!r}: use seconds >= 0, or null to count every alert")
+def check_seconds(value: object, key: str, null: str = "to count every alert") -> None:
+    """A one-line ConfigError unless ``value`` (config key ``key``) is seconds >= 0 or None
+    (``null`` says what None means)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
+        raise ConfigError(f"{key}={value!r}: use seconds >= 0, or null {null}")

@@ -9,8 +9,8 @@ import pandas as pd
 
 from car.alerts import AlertTable
 from car.errors import ConfigError
-from car.models.base import AlertRanker, Ranking, check_burst_gap
-from car.temporal.context_tree import run_starts, sequence_order
+from car.models.base import AlertRanker, Ranking, check_seconds
+from car.ranking.prior import burst_starts
 
 
 class Rarity(AlertRanker):
@@ -20,7 +20,7 @@ class Rarity(AlertRanker):
     table: types unseen there rank first) or ``both``. Frequencies use add-one smoothing
     over the known types plus one unseen slot, so every score is finite. ``burst_gap``
     (seconds): count a burst of same-type alerts of one entity, each within that of the one
-    before, once (CAR's prior, docs/method.md); None counts every alert.
+    before of that type, once (CAR's type rarity, car/ranking/prior.py); None counts every alert.
     """
 
     name = "rarity"
@@ -28,7 +28,7 @@ class Rarity(AlertRanker):
     def __init__(self, counts_from: str = "input", burst_gap: float | None = None) -> None:
         if counts_from not in {"input", "history", "both"}:
             raise ConfigError(f"model.counts_from={counts_from!r}: use input, history or both")
-        check_burst_gap(burst_gap, "model.burst_gap")
+        check_seconds(burst_gap, "model.burst_gap")
         self.counts_from, self.burst_gap = counts_from, burst_gap
         self.counts: pd.Series | None = None
 
@@ -57,7 +57,4 @@ def _counted_types(table: AlertTable, burst_gap: float | None) -> pd.Series:
     if burst_gap is None:
         return types
     entity, kind = pd.factorize(table.alerts["entity"])[0], pd.factorize(types)[0]
-    times = table.seconds()
-    order = sequence_order(entity, times)
-    starts = run_starts(np.column_stack([entity, kind])[order], times[order], np.ones(len(order), dtype=bool), burst_gap)
-    return types.iloc[order[starts]]
+    return types[burst_starts(entity, kind, table.seconds(), burst_gap)]

@@ -12,7 +12,7 @@ import pandas as pd
 from car.alerts import AlertTable
 from car.errors import ConfigError
 from car.data.datamodule import AlertDataModule, EncodedAlerts, encode_alerts
-from car.models.base import PATTERN_COLUMNS, STEP_SEPARATOR, AlertRanker, Ranking, check_burst_gap
+from car.models.base import PATTERN_COLUMNS, STEP_SEPARATOR, AlertRanker, Ranking, check_seconds
 from car.models.car_module import CARModule, RankedAlerts
 from car.outputs.attack_graph import attack_graph
 
@@ -26,12 +26,12 @@ OPTIONS = {
     "content": {"enabled", "dim", "noise_samples", "weight"},
     "patterns": {"k_max", "min_support", "min_lift", "max_gap", "window", "max_patterns", "score",
                  "rarity_weight", "graph_top", "baseline"},
-    "ranking": {"alpha", "beta", "gamma", "lam", "prior", "rarity_from", "burst_gap", "content_prior", "normalized",
-                "size_weighted", "neighbours"},
+    "ranking": {"alpha", "beta", "gamma", "lam", "prior", "rarity_from", "burst_gap", "value_surprise",
+                "context_window", "context_weight", "content_prior", "normalized", "size_weighted", "neighbours"},
 }
 
 
-RARITY_FROM = ("history", "batch", "both", "all")  # where type rarity is counted (CARModule._rarity)
+RARITY_FROM = ("history", "batch", "both", "all")  # where the prior is counted (CARModule._prior)
 
 
 def check_options(groups: Mapping[str, Mapping]) -> None:
@@ -46,7 +46,8 @@ def check_options(groups: Mapping[str, Mapping]) -> None:
     ranking = groups["ranking"]
     if ranking["rarity_from"] not in RARITY_FROM:
         raise ConfigError(f"model.ranking.rarity_from={ranking['rarity_from']!r}: use one of {', '.join(RARITY_FROM)}")
-    check_burst_gap(ranking["burst_gap"], "model.ranking.burst_gap")
+    check_seconds(ranking["burst_gap"], "model.ranking.burst_gap")
+    check_seconds(ranking["context_window"], "model.ranking.context_window", "for no entity context")
 
 
 class CAR(AlertRanker):

@@ -20,7 +20,8 @@ from car.content.ape import EntityEmbedding
 from car.content.similarity import knn_similarity
 from car.data.datamodule import AlertDataModule, EncodedAlerts
 from car.ranking.collaborative import RankingParams, build_graph, collaborative_rank
-from car.temporal.context_tree import COUNT_ARRAYS, ChainCounts, run_starts
+from car.ranking.prior import alert_prior, burst_starts, entity_context, percentile
+from car.temporal.context_tree import COUNT_ARRAYS, ChainCounts
 from car.temporal.patterns import Occurrences, Pattern, find_patterns, pattern_occurrences
 from car.temporal.pitman_yor import PitmanYorTree
 
@@ -131,8 +132,9 @@ class CARModule(L.LightningModule):
         alert_run = enc.run_of[batch]
         temporal = self.temporal.surprise(data.tree)[alert_run]
         gap = self.hparams.ranking["burst_gap"]
-        counted = np.ones(len(enc.codes), dtype=bool) if gap is None else run_starts(enc.codes, enc.alert_times, enc.is_batch, gap)
-        rarity = self._rarity(enc, counted)
+        counted = np.ones(len(enc.codes), dtype=bool) if gap is None else burst_starts(
+            enc.codes[:, 0], enc.codes[:, 1], enc.alert_times, gap, group=enc.is_batch)
+        rarity = self._prior(enc)
         type_bursts = None if gap is None else np.bincount(enc.codes[counted, 1], minlength=enc.n_symbols)
         tuple_of = data.tuple_of[batch]
         content = self.content.anomaly(data.tuples)[tuple_of] if self.content is not None else np.zeros(len(temporal))
@@ -157,25 +159,31 @@ class CARModule(L.LightningModule):
             pattern_scores = np.array([pat.dependency for pat in found], dtype=np.float64)
         return RankedAlerts(scores, temporal, content, rarity, found, pattern_scores, occ, next_steps, type_bursts)
 
-    def _rarity(self, enc: EncodedAlerts, counted: np.ndarray) -> np.ndarray:
-        """Type rarity of the batch alerts, counted over ``ranking.rarity_from``: the ``history``
-        only (novelty: types unseen before rank first), the ``batch`` only (the history informs
-        the sequence and content models, not the prior), ``all`` alerts, or ``both`` (the mean of
-        the rank-normalised rarities over all alerts and in the history); without history all
-        four are the same.
+    def _prior(self, enc: EncodedAlerts) -> np.ndarray:
+        """The prior of the batch alerts before rank normalisation (car/ranking/prior.py): type
+        rarity and value surprise counted over ``ranking.rarity_from``: the ``history`` only
+        (novelty: types unseen before rank first), the ``batch`` only (the history informs the
+        sequence and content models, not the prior), ``all`` alerts, or ``both`` (the mean of the
+        rank-normalised priors over all alerts and in the history); without history all four are
+        the same. Then the entity context (``ranking.context_window``) over the batch."""
+        cfg, batch = self.hparams.ranking, enc.is_batch
+        at = np.flatnonzero(batch)
 
-        Only the ``counted`` alerts (n,) count: with ``ranking.burst_gap`` the first of each burst
-        (`run_starts` with that gap), so a flood of one attack step is one event and a benign
-        type that fires now and then on many hosts stays common (docs/method.md)."""
-        types, batch = enc.codes[:, 1], enc.is_batch
-        source = "all" if batch.all() else self.hparams.ranking["rarity_from"]
-        if source == "batch":
-            return type_rarity(types[counted & batch], enc.n_symbols, at=types[batch])
-        overall = type_rarity(types[counted], enc.n_symbols, at=types[batch])
-        if source == "all":
-            return overall
-        past = type_rarity(types[counted & ~batch], enc.n_symbols, at=types[batch])
-        return past if source == "history" else (_percentile(overall) + _percentile(past)) / 2
+        def counted_over(source: np.ndarray) -> np.ndarray:
+            return alert_prior(enc.codes[:, 0], enc.codes[:, 1], enc.codes[:, 2:], enc.alert_times, source, at,
+                               enc.n_symbols, cfg["burst_gap"], cfg["value_surprise"])
+
+        source = "all" if batch.all() else cfg["rarity_from"]
+        if source in ("batch", "history"):
+            prior = counted_over(batch if source == "batch" else ~batch)
+        else:
+            prior = counted_over(np.ones(len(batch), dtype=bool))
+            if source == "both":
+                prior = (percentile(prior) + percentile(counted_over(~batch))) / 2
+        if cfg["context_window"] is not None:
+            prior = prior + cfg["context_weight"] * entity_context(
+                enc.codes[at, 0], enc.alert_times[at], prior, float(cfg["context_window"]))
+        return prior
 
     def _next_steps(self, data: AlertDataModule, batch_runs: np.ndarray, run_occ: Occurrences,
                     top: int = 3) -> list[list[tuple[int, float]]]:
@@ -232,25 +240,9 @@ def runs_to_alerts(occ: Occurrences, alert_run: np.ndarray) -> Occurrences:
     )
 
 
-def type_rarity(types: np.ndarray, n_types: int, at: np.ndarray | None = None) -> np.ndarray:
-    """-log add-one smoothed frequency among ``types`` of each type in ``at`` (default: ``types``)."""
-    counts = np.bincount(types, minlength=n_types).astype(np.float64)
-    at = types if at is None else at
-    return -np.log((counts[at] + 1.0) / (len(types) + n_types + 1.0))
-
-
 def prior_scores(rarity: np.ndarray, content: np.ndarray | None, content_weight: float) -> np.ndarray:
     """Per-alert prior q in [0, 1]: rank-normalised type rarity, mixed with content anomaly."""
-    q = _percentile(rarity)
+    q = percentile(rarity)
     if content is not None and content_weight > 0:
-        q = (q + content_weight * _percentile(content)) / (1 + content_weight)
+        q = (q + content_weight * percentile(content)) / (1 + content_weight)
     return q
-
-
-def _percentile(x: np.ndarray) -> np.ndarray:
-    """Mid-rank of each value in [0, 1] (ties share their mean rank), shape (n,)."""
-    if len(x) < 2:
-        return np.ones_like(x, dtype=np.float64)
-    _, inv, counts = np.unique(x, return_inverse=True, return_counts=True)
-    below = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    return (below[inv] + (counts[inv] - 1) / 2) / (len(x) - 1)

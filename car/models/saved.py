@@ -209,8 +209,10 @@ class SavedModel:
         manifest = _read_manifest(path)
         tensors = _read_tensors(path / TENSORS)
         try:
-            # Models saved before `ranking.burst_gap` existed counted every alert in type rarity.
-            manifest["options"]["ranking"].setdefault("burst_gap", None)
+            # Models saved before these options existed: type rarity of every alert, nothing more.
+            for key, old in (("burst_gap", None), ("value_surprise", False), ("context_window", None),
+                             ("context_weight", 0.0)):
+                manifest["options"]["ranking"].setdefault(key, old)
             car = CAR(**manifest["options"], tuple_batch=manifest["tuple_batch"], name=manifest["name"])
             car.module = CARModule(manifest["module"]["n_symbols"], manifest["module"]["cardinalities"],
                                    **manifest["options"])

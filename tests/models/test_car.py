@@ -15,6 +15,7 @@ from car.temporal.patterns import Occurrences
 from conftest import REPO, shared_file
 
 FAST = {"max_epochs": 5}
+TYPE_PRIOR = ("model.ranking.value_surprise=false", "model.ranking.context_window=null")  # type rarity alone
 
 
 def model_from_config(*overrides: str):
@@ -96,8 +97,11 @@ def test_car_beats_in_scenario_rarity_on_ait_ads(scenario):
     table = ait(scenario)
     car = model_from_config("model=car").fit(table.unlabeled()).rank(table.unlabeled())
     rarity = Rarity().fit(table.unlabeled()).rank(table.unlabeled())
+    bursts = Rarity(burst_gap=60).fit(table.unlabeled()).rank(table.unlabeled())
     y = table.label("strict")
     assert average_precision(car.scores, y) > average_precision(rarity.scores, y)
+    # Measured (session 5): 0.999 / 0.996 against burst rarity's 0.971 / 0.806.
+    assert average_precision(car.scores, y) > average_precision(bursts.scores, y) + 0.02
 
 
 @pytest.mark.parametrize("scenario,history", [("russellmitchell", "shaw"), ("shaw", "russellmitchell")])
@@ -200,25 +204,51 @@ def test_rarity_baseline_counts_bursts_when_asked():
 
 def test_rarity_from_batch_counts_the_batch_bursts_only(sim):
     """`ranking.rarity_from=batch`: with a history, the prior's type rarity is counted in the
-    batch's bursts alone (the history still trains the sequence and content models)."""
+    batch's bursts alone (the history still trains the sequence and content models). Checked on
+    the type rarity part of the prior (value surprise and entity context off)."""
     from dataclasses import replace
 
     half = len(sim) // 2  # the simulator's alerts are in time order: the first half is the history
     past, batch = (replace(sim, alerts=sim.alerts.iloc[part].reset_index(drop=True), labels=None)
                    for part in (slice(0, half), slice(half, None)))
-    model = model_from_config("model=car", "model.ranking.rarity_from=batch").fit(batch, past, trainer=FAST)
+    model = model_from_config("model=car", "model.ranking.rarity_from=batch", *TYPE_PRIOR).fit(batch, past, trainer=FAST)
     ranked = model.module.rank_alerts(model.data)
     enc = model.data.encoded
     counts = Rarity(burst_gap=60).fit(batch).counts
     types = batch.alerts["type"].to_numpy()[enc.batch_row[enc.is_batch]]
     expected = -np.log((counts.reindex(types).fillna(0).to_numpy() + 1) / (counts.sum() + enc.n_symbols + 1))
     np.testing.assert_allclose(ranked.rarity, expected)
-    history = model_from_config("model=car").fit(batch, past, trainer=FAST).module
+    history = model_from_config("model=car", *TYPE_PRIOR).fit(batch, past, trainer=FAST).module
     assert not np.allclose(history.rank_alerts(model.data).rarity, expected)
 
 
+@pytest.fixture(scope="module")
+def sim20k():
+    return load_alerts({"format": "enterprise_sim", "n_alerts": 20000, "seed": 0}, None).unlabeled()
+
+
+def test_value_surprise_and_entity_context_lift_the_prior_on_the_simulator(sim20k):
+    """The prior alone (alpha = beta = 0, so training does not matter): type rarity plus value
+    surprise plus entity context against type rarity alone. Measured (seed 0): AP 0.548 vs 0.234."""
+    y = load_alerts({"format": "enterprise_sim", "n_alerts": 20000, "seed": 0}, None).label("attack")
+    alone = ("model=car", "model.ranking.alpha=0", "model.ranking.beta=0")
+    full = model_from_config(*alone).fit(sim20k, trainer=FAST).rank(sim20k)
+    types = model_from_config(*alone, *TYPE_PRIOR).fit(sim20k, trainer=FAST).rank(sim20k)
+    assert average_precision(full.scores, y) > average_precision(types.scores, y) + 0.2
+
+
+def test_car_defaults_beat_the_type_prior_with_a_weak_ridge_on_the_simulator(sim20k):
+    """CAR as configured against CAR of session 4 (type rarity prior, gamma 0.1): the graph terms
+    flattened the prior. Measured (seed 0): AP 0.242 vs 0.092."""
+    y = load_alerts({"format": "enterprise_sim", "n_alerts": 20000, "seed": 0}, None).label("attack")
+    now = model_from_config("model=car").fit(sim20k).rank(sim20k)
+    before = model_from_config("model=car", "model.ranking.gamma=0.1", *TYPE_PRIOR).fit(sim20k).rank(sim20k)
+    assert average_precision(now.scores, y) > average_precision(before.scores, y) + 0.1
+
+
 @pytest.mark.parametrize("override,word", [("model.ranking.rarity_from=histroy", "rarity_from"),
-                                           ("model.ranking.burst_gap=-5", "burst_gap")])
+                                           ("model.ranking.burst_gap=-5", "burst_gap"),
+                                           ("model.ranking.context_window=true", "context_window")])
 def test_meaningless_prior_option_values_are_one_line_config_errors(override, word):
     from car.pipeline import build_model
 

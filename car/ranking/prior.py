@@ -1,0 +1,168 @@
+"""The per-alert prior q of the ranking objective (docs/method.md, "The prior").
+
+Three parts, each computed with sorts and bincounts (no per-alert Python loop):
+
+* type rarity: -log frequency of the alert type, counting a burst (same entity, same type,
+  each alert at most ``burst_gap`` seconds after the one before; alerts of other types in
+  between do not end it) once;
+* value surprise: per attribute, how much more surprising the alert's value is for its type
+  than the type's values usually are (-log p(value | type) minus its mean over the type), at
+  least 0, summed over the attributes; a random address field that is surprising for every
+  alert of a type adds nothing;
+* entity context: ``context_weight`` times the highest prior of the other alerts of the same
+  entity within ``context_window`` seconds, so the quiet steps next to a surprising one rise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SMOOTHING = 0.5  # pseudo-count of every value (and of one unseen value) in p(value | type)
+ROUND_OFF = 1e-9  # nats; a smaller excess surprise is 0
+
+
+def burst_starts(entity: np.ndarray, key: np.ndarray, times: np.ndarray, gap: float,
+                 group: np.ndarray | None = None) -> np.ndarray:
+    """(n,) bool: the alerts that start a burst, in input order.
+
+    A burst is the alerts of one entity with one ``key`` (an alert type, say), each at most
+    ``gap`` seconds after the one before with that entity and key; alerts with other keys in
+    between do not end it. ``gap`` inf: one burst per (entity, key). ``group`` (n,) bool splits
+    further (history and batch alerts never share a burst). times in seconds.
+    """
+    key = np.asarray(key, dtype=np.int64)
+    if group is not None:
+        key = 2 * key + np.asarray(group, dtype=np.int64)
+    return _bursts(np.lexsort((times, entity)), np.asarray(entity), key, np.asarray(times, dtype=np.float64), [gap])[0]
+
+
+def _bursts(order: np.ndarray, entity: np.ndarray, key: np.ndarray, times: np.ndarray,
+            gaps: list[float]) -> list[np.ndarray]:
+    """`burst_starts` for each gap, given ``order`` that sorts the alerts by (entity, time): a
+    stable sort by key then orders them by (key, entity, time) without sorting times again."""
+    order = order[np.argsort(key[order], kind="stable")]
+    k, e, t = key[order], entity[order], times[order]
+    changed = (k[1:] != k[:-1]) | (e[1:] != e[:-1])
+    out = []
+    for gap in gaps:
+        starts = np.ones(len(order), dtype=bool)
+        starts[1:] = changed | (np.diff(t) > gap)
+        unsorted = np.empty(len(order), dtype=bool)
+        unsorted[order] = starts
+        out.append(unsorted)
+    return out
+
+
+def type_rarity(types: np.ndarray, n_types: int, at: np.ndarray | None = None) -> np.ndarray:
+    """-log add-one smoothed frequency among ``types`` of each type in ``at`` (default: ``types``)."""
+    counts = np.bincount(types, minlength=n_types).astype(np.float64)
+    at = types if at is None else at
+    return -np.log((counts[at] + 1.0) / (len(types) + n_types + 1.0))
+
+
+def value_surprise(entity: np.ndarray, types: np.ndarray, values: np.ndarray, times: np.ndarray,
+                   counted: np.ndarray, at: np.ndarray, gaps: list[float | None]) -> np.ndarray:
+    """Summed excess surprise of the attribute values of the alerts ``at`` (indices), shape (len(at),),
+    averaged over ways of counting.
+
+    entity, types (n,) codes; values (n, m) codes of m attributes; times (n,) seconds. Only the
+    ``counted`` alerts (n,) bool count, each burst of an (entity, type, value) once, for each gap
+    of ``gaps`` (seconds as in `burst_starts`; None: every alert; inf: once per entity). Per
+    attribute a: p(v | t) = (C(t, v) + s) / (C(t) + s (V_t + 1)) with C the counts, V_t the
+    values counted with type t and s = ``SMOOTHING``; the surprise -log p(v | t) minus its
+    count-weighted mean over the type's values, clipped at 0. A type never counted gives 0 (its
+    rarity already says it is new).
+    """
+    types, times = np.asarray(types, dtype=np.int64), np.asarray(times, dtype=np.float64)
+    n_types = int(types.max(initial=-1)) + 1
+    order = np.lexsort((times, entity))
+    total = np.zeros(len(at))
+    timed = [gap for gap in gaps if gap is not None]
+    for a in range(values.shape[1]):
+        width = int(values[:, a].max(initial=-1)) + 1
+        keys, pair = np.unique(types * width + values[:, a], return_inverse=True)
+        key_type = keys // width
+        starts = iter(_bursts(order, entity, 2 * pair + counted, times, timed) if timed else [])
+        for gap in gaps:
+            weight = counted if gap is None else counted & next(starts)
+            count = np.bincount(pair, weights=weight, minlength=len(keys))
+            seen = np.bincount(key_type, weights=count, minlength=n_types) > 0
+            total += np.where(seen[types[at]], _excess(count, key_type, n_types)[pair[at]], 0.0)
+    return total / len(gaps)
+
+
+def _excess(count: np.ndarray, key_type: np.ndarray, n_types: int) -> np.ndarray:
+    """Excess surprise (see `value_surprise`) of each (type, value) key from its count (k,)."""
+    type_count = np.bincount(key_type, weights=count, minlength=n_types)
+    type_values = np.bincount(key_type, weights=count > 0, minlength=n_types)
+    surprise = -np.log((count + SMOOTHING) / (type_count + SMOOTHING * (type_values + 1.0))[key_type])
+    share = np.divide(count, type_count[key_type], out=np.zeros_like(count), where=type_count[key_type] > 0)
+    excess = surprise - np.bincount(key_type, weights=share * surprise, minlength=n_types)[key_type]
+    excess[excess < ROUND_OFF] = 0.0  # values as usual as the rest: exactly 0, not round-off
+    return excess
+
+
+def alert_prior(entity: np.ndarray, types: np.ndarray, values: np.ndarray, times: np.ndarray,
+                counted: np.ndarray, at: np.ndarray, n_types: int, burst_gap: float | None,
+                values_too: bool) -> np.ndarray:
+    """Prior of the alerts ``at`` (indices), shape (len(at),), counted over the ``counted`` alerts:
+    type rarity (bursts of ``burst_gap`` seconds counted once; None: every alert), plus, if
+    ``values_too``, the value surprise averaged over two ways of counting: by bursts and by
+    entities (a value seen on one entity counts once however often it fires there). Arguments
+    as in `value_surprise`."""
+    first = counted if burst_gap is None else counted & burst_starts(entity, types, times, burst_gap, group=counted)
+    prior = type_rarity(types[first], n_types, at=types[at])
+    if values_too and values.shape[1]:
+        prior = prior + value_surprise(entity, types, values, times, counted, at, [burst_gap, np.inf])
+    return prior
+
+
+def entity_context(entity: np.ndarray, times: np.ndarray, score: np.ndarray, window: float) -> np.ndarray:
+    """Per alert (n,): the highest ``score`` among the other alerts of its entity at most
+    ``window`` seconds away (0 if there is none; scores must be >= 0)."""
+    n = len(score)
+    order = np.lexsort((times, entity))
+    ent, t, s = np.asarray(entity)[order], np.asarray(times, dtype=np.float64)[order], np.asarray(score)[order]
+    if n == 0:
+        return np.zeros(0)
+    # Times laid end to end per entity, windows apart, so that a window never reaches into the next entity.
+    first = np.r_[True, ent[1:] != ent[:-1]]
+    block = np.cumsum(first) - 1
+    span = t.max() - t.min() + 2 * window + 1
+    line = (t - t.min()) + block * span
+    lo = np.searchsorted(line, line - window, side="left")
+    hi = np.searchsorted(line, line + window, side="right")
+    index = np.arange(n)
+    best = np.maximum(_range_max(s, lo, index), _range_max(s, index + 1, hi))
+    out = np.empty(n)
+    out[order] = np.maximum(best, 0.0)
+    return out
+
+
+def _range_max(values: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np.ndarray:
+    """max(values[start[i]:stop[i]]) per query, -inf for an empty range. A sparse table built one
+    level at a time, each query answered at its level: O(n log n) time, O(n) memory."""
+    out = np.full(len(start), -np.inf)
+    length = stop - start
+    live = np.flatnonzero(length > 0)
+    level = np.zeros(len(start), dtype=np.int64)
+    level[live] = np.floor(np.log2(length[live])).astype(np.int64)
+    table = values.astype(np.float64)
+    j = 0
+    while len(live):
+        now = live[level[live] == j]
+        if len(now):
+            out[now] = np.maximum(table[start[now]], table[stop[now] - (1 << j)])
+            live = live[level[live] != j]
+        table = np.maximum(table[:-(1 << j)], table[1 << j:]) if len(table) > (1 << j) else table
+        j += 1
+    return out
+
+
+def percentile(x: np.ndarray) -> np.ndarray:
+    """Mid-rank of each value in [0, 1] (ties share their mean rank), shape (n,)."""
+    if len(x) < 2:
+        return np.ones_like(x, dtype=np.float64)
+    _, inv, counts = np.unique(x, return_inverse=True, return_counts=True)
+    below = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    return (below[inv] + (counts[inv] - 1) / 2) / (len(x) - 1)

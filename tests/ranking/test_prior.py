@@ -1,0 +1,92 @@
+"""The per-alert prior: bursts, value surprise, entity context (car/ranking/prior.py)."""
+
+import numpy as np
+import pytest
+
+from car.ranking.prior import _range_max, alert_prior, burst_starts, entity_context, value_surprise
+
+
+def test_a_burst_survives_other_types_in_between_and_ends_after_the_gap():
+    entity = np.array([0, 0, 0, 0, 0, 1, 0])
+    key = np.array([5, 7, 5, 5, 7, 5, 5])
+    times = np.array([0.0, 10, 30, 80, 90, 95, 200])
+    # alert 2 continues alert 0's burst across the type-7 alert; 3 is 50 s after 2; 4 is 80 s
+    # after 1; entity 1 starts its own; 6 is 120 s after 3.
+    assert burst_starts(entity, key, times, 60.0).tolist() == [True, True, False, False, True, True, True]
+    assert burst_starts(entity, key, times, np.inf).tolist() == [True, True, False, False, False, True, False]
+    group = np.array([0, 0, 1, 1, 0, 0, 1])
+    assert burst_starts(entity, key, times, np.inf, group=group).tolist() == [True, True, True, False, False, True, False]
+
+
+def test_value_surprise_flags_the_odd_value_of_a_type_and_ignores_values_that_are_all_new():
+    """Type 0: process 'a' nine times, 'b' once; the address column is different every time."""
+    n = 10
+    types = np.zeros(n, dtype=np.int64)
+    process = np.array([0] * 9 + [1])
+    address = np.arange(n)
+    values = np.column_stack([process, address])
+    everything = np.ones(n, dtype=bool)
+    surprise = value_surprise(np.arange(n), types, values, np.arange(n) * 1000.0, everything, np.arange(n), [None])
+    assert surprise[9] > 1.0
+    assert np.all(surprise[:9] == 0)
+    # By hand for the odd one: p(b) = 1.5 / (10 + 0.5 * 3), p(a) = 9.5 / 11.5; the address term is 0.
+    p_a, p_b = 9.5 / 11.5, 1.5 / 11.5
+    usual = 0.9 * -np.log(p_a) + 0.1 * -np.log(p_b)
+    assert surprise[9] == pytest.approx(-np.log(p_b) - usual)
+
+
+def test_value_surprise_is_zero_for_a_type_the_counted_alerts_never_had():
+    types = np.array([0, 0, 1])
+    values = np.array([[0], [0], [1]])
+    counted = np.array([True, True, False])
+    out = value_surprise(np.zeros(3, np.int64), types, values, np.arange(3.0), counted, np.arange(3), [None])
+    assert out[2] == 0.0
+
+
+def test_counting_by_bursts_makes_a_flood_of_one_value_count_once():
+    """A value firing 50 times on one host in a minute is as rare as a value seen once."""
+    flood = 50
+    types = np.zeros(flood + 20, dtype=np.int64)
+    process = np.r_[np.zeros(flood), np.ones(19), 2].astype(np.int64)  # 0 floods, 1 common, 2 once
+    entity = np.r_[np.zeros(flood), np.arange(1, 21)].astype(np.int64)
+    times = np.r_[np.arange(flood) * 1.0, np.arange(20) * 600.0]
+    values = process[:, None]
+    counted = np.ones(len(types), dtype=bool)
+    at = np.array([0, flood, flood + 19])
+    per_alert = value_surprise(entity, types, values, times, counted, at, [None])
+    per_burst = value_surprise(entity, types, values, times, counted, at, [60.0])
+    assert per_alert[0] == 0 and per_burst[0] > 0
+    assert per_burst[0] == pytest.approx(per_burst[2])
+
+
+def test_entity_context_is_the_highest_score_of_the_entitys_other_alerts_in_the_window():
+    rng = np.random.default_rng(0)
+    n = 400
+    entity = rng.integers(0, 5, n)
+    times = np.round(rng.uniform(0, 10_000, n))
+    score = rng.exponential(1.0, n)
+    got = entity_context(entity, times, score, 500.0)
+    for i in range(n):
+        near = (entity == entity[i]) & (np.abs(times - times[i]) <= 500.0)
+        near[i] = False
+        assert got[i] == (score[near].max() if near.any() else 0.0)
+
+
+def test_range_max_matches_brute_force():
+    rng = np.random.default_rng(1)
+    values = rng.normal(size=257)
+    start = rng.integers(0, 257, 500)
+    stop = rng.integers(0, 258, 500)
+    got = _range_max(values, start, stop)
+    want = [values[a:b].max() if b > a else -np.inf for a, b in zip(start, stop)]
+    np.testing.assert_array_equal(got, want)
+
+
+def test_alert_prior_without_values_is_burst_type_rarity():
+    entity = np.array([0, 0, 0, 1])
+    types = np.array([0, 0, 1, 0])
+    times = np.array([0.0, 10.0, 20.0, 0.0])
+    counted = np.ones(4, dtype=bool)
+    prior = alert_prior(entity, types, np.zeros((4, 1), np.int64), times, counted, np.arange(4), 2, 60.0, False)
+    # bursts: type 0 twice (entities 0 and 1), type 1 once; add-one over 2 types + unseen slot.
+    np.testing.assert_allclose(prior, -np.log(np.array([3, 3, 2, 3]) / (3 + 2 + 1)))
