@@ -167,7 +167,7 @@ def instrument() -> None:
         (car_facade, ["encode_alerts", "to_ranking", "attack_graph"], "car."),
         (dm, ["unique_tuples"], "datamodule."),
         (cm, ["find_patterns", "pattern_occurrences", "runs_to_alerts", "knn_similarity", "build_graph",
-              "collaborative_rank", "type_rarity", "prior_scores"], "rank."),
+              "collaborative_rank", "alert_prior", "entity_context", "prior_scores"], "rank."),
         (pipeline, ["ranked_alerts", "ranked_patterns", "label_patterns", "write_csv", "write_json",
                     "write_graphml"], "write."),
     ]:

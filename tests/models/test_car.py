@@ -218,7 +218,8 @@ def test_rarity_from_batch_counts_the_batch_bursts_only(sim):
     types = batch.alerts["type"].to_numpy()[enc.batch_row[enc.is_batch]]
     expected = -np.log((counts.reindex(types).fillna(0).to_numpy() + 1) / (counts.sum() + enc.n_symbols + 1))
     np.testing.assert_allclose(ranked.rarity, expected)
-    history = model_from_config("model=car", *TYPE_PRIOR).fit(batch, past, trainer=FAST).module
+    history = model_from_config("model=car", "model.ranking.rarity_from=history", *TYPE_PRIOR)
+    history = history.fit(batch, past, trainer=FAST).module
     assert not np.allclose(history.rank_alerts(model.data).rarity, expected)
 
 
