@@ -65,7 +65,7 @@ VARIANTS = {
     "car-no-patterns": ["model=car", "model.ranking.alpha=0"],
     "car-no-similarity": ["model=car", "model.ranking.beta=0"],
     "car-alert-rarity": ["model=car", "model.ranking.burst_gap=null"],  # the prior counts every alert
-    "car-prior-only": ["model=car", "model.ranking.alpha=0", "model.ranking.beta=0"],  # burst rarity alone
+    "car-prior-only": ["model=car", "model.ranking.alpha=0", "model.ranking.beta=0"],  # the prior q alone
     "hpyp": ["model=hpyp"],
     "ngram": ["model=ngram"],
     "ape": ["model=ape"],

@@ -42,7 +42,7 @@ SCORES = ("collaborative", "temporal", "content")
 class RankedAlerts:
     """What predict returns, over the batch alerts in encoded (sequence, time) order.
 
-    scores, temporal, content, rarity: (n_batch,); patterns: found patterns;
+    scores, temporal, content, prior (before rank normalisation): (n_batch,); patterns: found patterns;
     pattern_scores (L,); occurrences: of the patterns in the batch (alert indices into the
     batch arrays); next_steps: per pattern, the likeliest next types (symbol, probability)
     after its latest occurrence; type_bursts: (n_symbols,) bursts per type over all alerts, or
@@ -50,10 +50,10 @@ class RankedAlerts:
     Lightning would try to move a dataclass's fields to a device.
     """
 
-    def __init__(self, scores: np.ndarray, temporal: np.ndarray, content: np.ndarray, rarity: np.ndarray,
+    def __init__(self, scores: np.ndarray, temporal: np.ndarray, content: np.ndarray, prior: np.ndarray,
                  patterns: list[Pattern], pattern_scores: np.ndarray, occurrences: Occurrences,
                  next_steps: list[list[tuple[int, float]]], type_bursts: np.ndarray | None = None) -> None:
-        self.scores, self.temporal, self.content, self.rarity = scores, temporal, content, rarity
+        self.scores, self.temporal, self.content, self.prior = scores, temporal, content, prior
         self.patterns, self.pattern_scores, self.occurrences = patterns, pattern_scores, occurrences
         self.next_steps, self.type_bursts = next_steps, type_bursts
 
@@ -134,7 +134,7 @@ class CARModule(L.LightningModule):
         gap = self.hparams.ranking["burst_gap"]
         counted = np.ones(len(enc.codes), dtype=bool) if gap is None else burst_starts(
             enc.codes[:, 0], enc.codes[:, 1], enc.alert_times, gap, group=enc.is_batch)
-        rarity = self._prior(enc)
+        prior = self._prior(enc)
         type_bursts = None if gap is None else np.bincount(enc.codes[counted, 1], minlength=enc.n_symbols)
         tuple_of = data.tuple_of[batch]
         content = self.content.anomaly(data.tuples)[tuple_of] if self.content is not None else np.zeros(len(temporal))
@@ -153,11 +153,11 @@ class CARModule(L.LightningModule):
         occ = runs_to_alerts(run_occ, np.cumsum(runs)[alert_run] - 1)
         next_steps = self._next_steps(data, np.flatnonzero(runs), run_occ)
         if self.hparams.score == "collaborative":
-            scores, pattern_scores = self._solve(data, tuple_of, rarity, content, found, occ)
+            scores, pattern_scores = self._solve(data, tuple_of, prior, content, found, occ)
         else:
             scores = temporal if self.hparams.score == "temporal" else content
             pattern_scores = np.array([pat.dependency for pat in found], dtype=np.float64)
-        return RankedAlerts(scores, temporal, content, rarity, found, pattern_scores, occ, next_steps, type_bursts)
+        return RankedAlerts(scores, temporal, content, prior, found, pattern_scores, occ, next_steps, type_bursts)
 
     def _prior(self, enc: EncodedAlerts) -> np.ndarray:
         """The prior of the batch alerts before rank normalisation (car/ranking/prior.py): type
@@ -204,10 +204,10 @@ class CARModule(L.LightningModule):
             out.append([(int(s), float(probs[s])) for s in best])
         return out
 
-    def _solve(self, data: AlertDataModule, tuple_of: np.ndarray, rarity: np.ndarray, content: np.ndarray,
+    def _solve(self, data: AlertDataModule, tuple_of: np.ndarray, prior: np.ndarray, content: np.ndarray,
                found: list[Pattern], occ: Occurrences) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.hparams.ranking
-        n = len(rarity)
+        n = len(prior)
         sim = (None, None, None)
         if self.content is not None and cfg["beta"] > 0:
             sim = knn_similarity(self.content, data.tuples, tuple_of, k=cfg["neighbours"])
@@ -217,7 +217,7 @@ class CARModule(L.LightningModule):
             # -p.u rewards a pattern once; weighting by its alerts makes the bonus an alert
             # gets from its pattern independent of how many alerts share it.
             p = p * np.bincount(occ.pattern_idx, minlength=len(found))
-        q = prior_scores(rarity, content if self.content is not None else None, cfg["content_prior"]) if cfg["prior"] else None
+        q = prior_scores(prior, content if self.content is not None else None, cfg["content_prior"]) if cfg["prior"] else None
         params = RankingParams(
             alpha=cfg["alpha"], beta=cfg["beta"] if sim[0] is not None else 0.0,
             gamma=cfg["gamma"], lam=cfg["lam"], normalized=cfg["normalized"],
@@ -240,9 +240,9 @@ def runs_to_alerts(occ: Occurrences, alert_run: np.ndarray) -> Occurrences:
     )
 
 
-def prior_scores(rarity: np.ndarray, content: np.ndarray | None, content_weight: float) -> np.ndarray:
-    """Per-alert prior q in [0, 1]: rank-normalised type rarity, mixed with content anomaly."""
-    q = percentile(rarity)
+def prior_scores(prior: np.ndarray, content: np.ndarray | None, content_weight: float) -> np.ndarray:
+    """Per-alert prior q in [0, 1]: the rank-normalised prior, mixed with content anomaly."""
+    q = percentile(prior)
     if content is not None and content_weight > 0:
         q = (q + content_weight * percentile(content)) / (1 + content_weight)
     return q

@@ -217,10 +217,10 @@ def test_rarity_from_batch_counts_the_batch_bursts_only(sim):
     counts = Rarity(burst_gap=60).fit(batch).counts
     types = batch.alerts["type"].to_numpy()[enc.batch_row[enc.is_batch]]
     expected = -np.log((counts.reindex(types).fillna(0).to_numpy() + 1) / (counts.sum() + enc.n_symbols + 1))
-    np.testing.assert_allclose(ranked.rarity, expected)
+    np.testing.assert_allclose(ranked.prior, expected)
     history = model_from_config("model=car", "model.ranking.rarity_from=history", *TYPE_PRIOR)
     history = history.fit(batch, past, trainer=FAST).module
-    assert not np.allclose(history.rank_alerts(model.data).rarity, expected)
+    assert not np.allclose(history.rank_alerts(model.data).prior, expected)
 
 
 @pytest.fixture(scope="module")
