@@ -46,16 +46,20 @@ class RankedAlerts:
     pattern_scores (L,); occurrences: of the patterns in the batch (alert indices into the
     batch arrays); next_steps: per pattern, the likeliest next types (symbol, probability)
     after its latest occurrence; type_bursts: (n_symbols,) bursts per type over all alerts, or
-    None when type rarity counts alerts (``ranking.burst_gap`` null). A plain class on purpose:
+    None when type rarity counts alerts (``ranking.burst_gap`` null); unusual: (n_batch,) the
+    attribute (index among the attributes) whose value is the most unusual for the alert's
+    type, -1 where none stands out (car/ranking/prior.py). A plain class on purpose:
     Lightning would try to move a dataclass's fields to a device.
     """
 
     def __init__(self, scores: np.ndarray, temporal: np.ndarray, content: np.ndarray, prior: np.ndarray,
                  patterns: list[Pattern], pattern_scores: np.ndarray, occurrences: Occurrences,
-                 next_steps: list[list[tuple[int, float]]], type_bursts: np.ndarray | None = None) -> None:
+                 next_steps: list[list[tuple[int, float]]], type_bursts: np.ndarray | None = None,
+                 unusual: np.ndarray | None = None) -> None:
         self.scores, self.temporal, self.content, self.prior = scores, temporal, content, prior
         self.patterns, self.pattern_scores, self.occurrences = patterns, pattern_scores, occurrences
         self.next_steps, self.type_bursts = next_steps, type_bursts
+        self.unusual = np.full(len(scores), -1) if unusual is None else unusual
 
 
 class CARModule(L.LightningModule):
@@ -134,7 +138,7 @@ class CARModule(L.LightningModule):
         gap = self.hparams.ranking["burst_gap"]
         counted = np.ones(len(enc.codes), dtype=bool) if gap is None else burst_starts(
             enc.codes[:, 0], enc.codes[:, 1], enc.alert_times, gap, group=enc.is_batch)
-        prior = self._prior(enc)
+        prior, unusual = self._prior(enc)
         type_bursts = None if gap is None else np.bincount(enc.codes[counted, 1], minlength=enc.n_symbols)
         tuple_of = data.tuple_of[batch]
         content = self.content.anomaly(data.tuples)[tuple_of] if self.content is not None else np.zeros(len(temporal))
@@ -157,33 +161,35 @@ class CARModule(L.LightningModule):
         else:
             scores = temporal if self.hparams.score == "temporal" else content
             pattern_scores = np.array([pat.dependency for pat in found], dtype=np.float64)
-        return RankedAlerts(scores, temporal, content, prior, found, pattern_scores, occ, next_steps, type_bursts)
+        return RankedAlerts(scores, temporal, content, prior, found, pattern_scores, occ, next_steps, type_bursts,
+                            unusual)
 
-    def _prior(self, enc: EncodedAlerts) -> np.ndarray:
-        """The prior of the batch alerts before rank normalisation (car/ranking/prior.py): type
-        rarity and value surprise counted over ``ranking.rarity_from``: the ``history`` only
-        (novelty: types unseen before rank first), the ``batch`` only (the history informs the
-        sequence and content models, not the prior), ``all`` alerts, or ``both`` (the mean of the
-        rank-normalised priors over all alerts and in the history); without history all four are
-        the same. Then the entity context (``ranking.context_window``) over the batch."""
+    def _prior(self, enc: EncodedAlerts) -> tuple[np.ndarray, np.ndarray]:
+        """The prior of the batch alerts before rank normalisation and their most unusual
+        attribute (car/ranking/prior.py). Type rarity and value surprise are counted over
+        ``ranking.rarity_from``: the ``batch`` only (the history informs the sequence and content
+        models, not the prior), the ``history`` only (novelty: types unseen before rank first),
+        ``all`` alerts, or ``both`` (the mean of the rank-normalised priors over all alerts and in
+        the history); without history all four are the same. Then the entity context
+        (``ranking.context_window``) over the batch."""
         cfg, batch = self.hparams.ranking, enc.is_batch
         at = np.flatnonzero(batch)
 
-        def counted_over(source: np.ndarray) -> np.ndarray:
+        def counted_over(source: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             return alert_prior(enc.codes[:, 0], enc.codes[:, 1], enc.codes[:, 2:], enc.alert_times, source, at,
                                enc.n_symbols, cfg["burst_gap"], cfg["value_surprise"])
 
         source = "all" if batch.all() else cfg["rarity_from"]
         if source in ("batch", "history"):
-            prior = counted_over(batch if source == "batch" else ~batch)
+            prior, unusual = counted_over(batch if source == "batch" else ~batch)
         else:
-            prior = counted_over(np.ones(len(batch), dtype=bool))
+            prior, unusual = counted_over(np.ones(len(batch), dtype=bool))
             if source == "both":
-                prior = (percentile(prior) + percentile(counted_over(~batch))) / 2
+                prior = (percentile(prior) + percentile(counted_over(~batch)[0])) / 2
         if cfg["context_window"] is not None:
             prior = prior + cfg["context_weight"] * entity_context(
                 enc.codes[at, 0], enc.alert_times[at], prior, float(cfg["context_window"]))
-        return prior
+        return prior, unusual
 
     def _next_steps(self, data: AlertDataModule, batch_runs: np.ndarray, run_occ: Occurrences,
                     top: int = 3) -> list[list[tuple[int, float]]]:

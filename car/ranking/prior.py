@@ -19,6 +19,7 @@ import numpy as np
 
 SMOOTHING = 0.5  # pseudo-count of every value (and of one unseen value) in p(value | type)
 ROUND_OFF = 1e-9  # nats; a smaller excess surprise is 0
+UNUSUAL = np.log(10.0)  # nats; a value this much more surprising than usual for its type is named in `why`
 
 
 def burst_starts(entity: np.ndarray, key: np.ndarray, times: np.ndarray, gap: float,
@@ -61,9 +62,10 @@ def type_rarity(types: np.ndarray, n_types: int, at: np.ndarray | None = None) -
 
 
 def value_surprise(entity: np.ndarray, types: np.ndarray, values: np.ndarray, times: np.ndarray,
-                   counted: np.ndarray, at: np.ndarray, gaps: list[float | None]) -> np.ndarray:
-    """Summed excess surprise of the attribute values of the alerts ``at`` (indices), shape (len(at),),
-    averaged over ways of counting.
+                   counted: np.ndarray, at: np.ndarray, gaps: list[float | None]) -> tuple[np.ndarray, np.ndarray]:
+    """Summed excess surprise of the attribute values of the alerts ``at`` (indices), averaged over
+    ways of counting, shape (len(at),); and the attribute (column of ``values``) that adds the
+    most, where it adds at least ``UNUSUAL``, else -1, shape (len(at),).
 
     entity, types (n,) codes; values (n, m) codes of m attributes; times (n,) seconds. Only the
     ``counted`` alerts (n,) bool count, each burst of an (entity, type, value) once, for each gap
@@ -76,19 +78,23 @@ def value_surprise(entity: np.ndarray, types: np.ndarray, values: np.ndarray, ti
     types, times = np.asarray(types, dtype=np.int64), np.asarray(times, dtype=np.float64)
     n_types = int(types.max(initial=-1)) + 1
     order = np.lexsort((times, entity))
-    total = np.zeros(len(at))
+    total, most, top = np.zeros(len(at)), np.full(len(at), UNUSUAL), np.full(len(at), -1)
     timed = [gap for gap in gaps if gap is not None]
     for a in range(values.shape[1]):
         width = int(values[:, a].max(initial=-1)) + 1
         keys, pair = np.unique(types * width + values[:, a], return_inverse=True)
         key_type = keys // width
         starts = iter(_bursts(order, entity, 2 * pair + counted, times, timed) if timed else [])
+        part = np.zeros(len(at))
         for gap in gaps:
             weight = counted if gap is None else counted & next(starts)
             count = np.bincount(pair, weights=weight, minlength=len(keys))
             seen = np.bincount(key_type, weights=count, minlength=n_types) > 0
-            total += np.where(seen[types[at]], _excess(count, key_type, n_types)[pair[at]], 0.0)
-    return total / len(gaps)
+            part += np.where(seen[types[at]], _excess(count, key_type, n_types)[pair[at]], 0.0) / len(gaps)
+        total += part
+        top[part >= most] = a
+        most = np.maximum(most, part)
+    return total, top
 
 
 def _excess(count: np.ndarray, key_type: np.ndarray, n_types: int) -> np.ndarray:
@@ -104,17 +110,18 @@ def _excess(count: np.ndarray, key_type: np.ndarray, n_types: int) -> np.ndarray
 
 def alert_prior(entity: np.ndarray, types: np.ndarray, values: np.ndarray, times: np.ndarray,
                 counted: np.ndarray, at: np.ndarray, n_types: int, burst_gap: float | None,
-                values_too: bool) -> np.ndarray:
+                values_too: bool) -> tuple[np.ndarray, np.ndarray]:
     """Prior of the alerts ``at`` (indices), shape (len(at),), counted over the ``counted`` alerts:
     type rarity (bursts of ``burst_gap`` seconds counted once; None: every alert), plus, if
     ``values_too``, the value surprise averaged over two ways of counting: by bursts and by
-    entities (a value seen on one entity counts once however often it fires there). Arguments
-    as in `value_surprise`."""
+    entities (a value seen on one entity counts once however often it fires there). Also the
+    most unusual attribute per alert, or -1 (see `value_surprise`). Arguments as there."""
     first = counted if burst_gap is None else counted & burst_starts(entity, types, times, burst_gap, group=counted)
     prior = type_rarity(types[first], n_types, at=types[at])
-    if values_too and values.shape[1]:
-        prior = prior + value_surprise(entity, types, values, times, counted, at, [burst_gap, np.inf])
-    return prior
+    if not (values_too and values.shape[1]):
+        return prior, np.full(len(at), -1)
+    surprise, unusual = value_surprise(entity, types, values, times, counted, at, [burst_gap, np.inf])
+    return prior + surprise, unusual
 
 
 def entity_context(entity: np.ndarray, times: np.ndarray, score: np.ndarray, window: float) -> np.ndarray:

@@ -150,6 +150,12 @@ def test_patterns_carry_next_steps_and_alerts_carry_reasons(sim):
     counts = sim.alerts["type"].value_counts()
     row = 0
     assert f"seen {counts[sim.alerts['type'][row]]:,} times in {len(sim):,} alerts" in why[row]
+    # The value surprise of the prior names the alert's own odd value, for some alerts only.
+    odd = [i for i, w in enumerate(why) if w.endswith(" unusual for this type")]
+    assert 0 < len(odd) < len(sim) / 10
+    for i in odd:
+        name, value = why[i].split("; ")[-1].removesuffix(" unusual for this type").split(" ", 1)
+        assert str(sim.alerts[name][i]) == value
 
 
 def test_unknown_model_option_is_a_one_line_config_error():

@@ -19,27 +19,28 @@ def test_a_burst_survives_other_types_in_between_and_ends_after_the_gap():
 
 
 def test_value_surprise_flags_the_odd_value_of_a_type_and_ignores_values_that_are_all_new():
-    """Type 0: process 'a' nine times, 'b' once; the address column is different every time."""
-    n = 10
+    """Type 0: process 'a' 19 times, 'b' once; the address column is different every time."""
+    n = 20
     types = np.zeros(n, dtype=np.int64)
-    process = np.array([0] * 9 + [1])
+    process = np.array([0] * 19 + [1])
     address = np.arange(n)
     values = np.column_stack([process, address])
     everything = np.ones(n, dtype=bool)
-    surprise = value_surprise(np.arange(n), types, values, np.arange(n) * 1000.0, everything, np.arange(n), [None])
-    assert surprise[9] > 1.0
-    assert np.all(surprise[:9] == 0)
-    # By hand for the odd one: p(b) = 1.5 / (10 + 0.5 * 3), p(a) = 9.5 / 11.5; the address term is 0.
-    p_a, p_b = 9.5 / 11.5, 1.5 / 11.5
-    usual = 0.9 * -np.log(p_a) + 0.1 * -np.log(p_b)
-    assert surprise[9] == pytest.approx(-np.log(p_b) - usual)
+    surprise, unusual = value_surprise(np.arange(n), types, values, np.arange(n) * 1000.0, everything, np.arange(n), [None])
+    assert np.all(surprise[:19] == 0)
+    # By hand for the odd one: p(b) = 1.5 / (20 + 0.5 * 3), p(a) = 19.5 / 21.5; the address term is 0.
+    p_a, p_b = 19.5 / 21.5, 1.5 / 21.5
+    usual = 0.95 * -np.log(p_a) + 0.05 * -np.log(p_b)
+    assert surprise[19] == pytest.approx(-np.log(p_b) - usual)
+    assert surprise[19] > np.log(10)
+    assert unusual.tolist() == [-1] * 19 + [0]  # the process column names the odd one
 
 
 def test_value_surprise_is_zero_for_a_type_the_counted_alerts_never_had():
     types = np.array([0, 0, 1])
     values = np.array([[0], [0], [1]])
     counted = np.array([True, True, False])
-    out = value_surprise(np.zeros(3, np.int64), types, values, np.arange(3.0), counted, np.arange(3), [None])
+    out, _ = value_surprise(np.zeros(3, np.int64), types, values, np.arange(3.0), counted, np.arange(3), [None])
     assert out[2] == 0.0
 
 
@@ -53,8 +54,8 @@ def test_counting_by_bursts_makes_a_flood_of_one_value_count_once():
     values = process[:, None]
     counted = np.ones(len(types), dtype=bool)
     at = np.array([0, flood, flood + 19])
-    per_alert = value_surprise(entity, types, values, times, counted, at, [None])
-    per_burst = value_surprise(entity, types, values, times, counted, at, [60.0])
+    per_alert, _ = value_surprise(entity, types, values, times, counted, at, [None])
+    per_burst, _ = value_surprise(entity, types, values, times, counted, at, [60.0])
     assert per_alert[0] == 0 and per_burst[0] > 0
     assert per_burst[0] == pytest.approx(per_burst[2])
 
@@ -87,6 +88,7 @@ def test_alert_prior_without_values_is_burst_type_rarity():
     types = np.array([0, 0, 1, 0])
     times = np.array([0.0, 10.0, 20.0, 0.0])
     counted = np.ones(4, dtype=bool)
-    prior = alert_prior(entity, types, np.zeros((4, 1), np.int64), times, counted, np.arange(4), 2, 60.0, False)
+    prior, unusual = alert_prior(entity, types, np.zeros((4, 1), np.int64), times, counted, np.arange(4), 2, 60.0, False)
+    assert unusual.tolist() == [-1] * 4
     # bursts: type 0 twice (entities 0 and 1), type 1 once; add-one over 2 types + unseen slot.
     np.testing.assert_allclose(prior, -np.log(np.array([3, 3, 2, 3]) / (3 + 2 + 1)))
