@@ -47,6 +47,7 @@ import time
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from car.eval.metrics import evaluate_alerts
 from car.pipeline import build_model, configure, load_inputs
@@ -55,7 +56,6 @@ REPO = Path(__file__).resolve().parents[1]
 AIT = REPO.parent / "shared" / "data" / "ait-ads"
 SCENARIOS = ["fox", "harrison", "russellmitchell", "shaw", "wheeler"]
 HISTORY = {"shaw": "russellmitchell"}  # P2 history: shaw, or russellmitchell for shaw
-TRAINER = {"max_epochs": 30, "enable_progress_bar": False}
 VARIANTS = {
     "car": ["model=car"],
     "car-temporal-only": ["model=car", "model.content.enabled=false"],
@@ -116,8 +116,10 @@ def run(data_overrides: list[str], variant: list[str], cache: dict) -> dict[str,
     configure(cfg.seed, 1)
     model = build_model(cfg.model)
     start = time.perf_counter()
+    # The Trainer options of conf/trainer, as train.py uses them (the max_steps cap included).
+    trainer = {**OmegaConf.to_container(cfg.trainer, resolve=True), "enable_progress_bar": False, "logger": False}
     ranking = model.fit(table.unlabeled(), history.unlabeled() if history is not None else None,
-                        trainer=TRAINER).rank(table.unlabeled())
+                        trainer=trainer).rank(table.unlabeled())
     seconds = time.perf_counter() - start
     return {**evaluate_alerts(table, ranking.scores), "seconds": seconds, "n_alerts": len(table)}
 
