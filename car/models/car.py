@@ -36,7 +36,8 @@ RARITY_FROM = ("history", "batch", "both", "all")  # where the prior is counted 
 
 def check_options(groups: Mapping[str, Mapping]) -> None:
     """A one-line ConfigError for an unknown or missing key of a model option group, or a value
-    of ``ranking.rarity_from`` / ``ranking.burst_gap`` that means nothing."""
+    of a prior option (``ranking.rarity_from``, ``burst_gap``, ``value_surprise``,
+    ``context_window``, ``context_weight``) that means nothing."""
     for group, keys in OPTIONS.items():
         given = set(groups[group])
         for key in sorted(given - keys):
@@ -48,6 +49,11 @@ def check_options(groups: Mapping[str, Mapping]) -> None:
         raise ConfigError(f"model.ranking.rarity_from={ranking['rarity_from']!r}: use one of {', '.join(RARITY_FROM)}")
     check_seconds(ranking["burst_gap"], "model.ranking.burst_gap")
     check_seconds(ranking["context_window"], "model.ranking.context_window", "for no entity context")
+    if not isinstance(ranking["value_surprise"], bool):
+        raise ConfigError(f"model.ranking.value_surprise={ranking['value_surprise']!r}: use true or false")
+    weight = ranking["context_weight"]
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0:
+        raise ConfigError(f"model.ranking.context_weight={weight!r}: use a number >= 0")
 
 
 class CAR(AlertRanker):

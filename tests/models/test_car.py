@@ -255,7 +255,9 @@ def test_car_defaults_beat_the_type_prior_with_a_weak_ridge_on_the_simulator(sim
 
 @pytest.mark.parametrize("override,word", [("model.ranking.rarity_from=histroy", "rarity_from"),
                                            ("model.ranking.burst_gap=-5", "burst_gap"),
-                                           ("model.ranking.context_window=true", "context_window")])
+                                           ("model.ranking.context_window=true", "context_window"),
+                                           ("model.ranking.value_surprise=yes", "value_surprise"),
+                                           ("model.ranking.context_weight=-1", "context_weight")])
 def test_meaningless_prior_option_values_are_one_line_config_errors(override, word):
     from car.pipeline import build_model
 
