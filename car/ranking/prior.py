@@ -1,4 +1,4 @@
-"""The per-alert prior q of the ranking objective (docs/method.md, "The prior").
+"""The per-alert prior q of the ranking objective (docs/method.md, pipeline step 7).
 
 Three parts, each computed with sorts and bincounts (no per-alert Python loop):
 
