@@ -266,3 +266,26 @@ def test_meaningless_prior_option_values_are_one_line_config_errors(override, wo
     with pytest.raises(ConfigError, match=word) as err:
         build_model(cfg.model)
     assert "\n" not in str(err.value)
+
+
+def test_rarity_from_both_averages_the_percentiles_of_all_and_history_priors(sim):
+    """`ranking.rarity_from=both`: the mean of the rank-normalised priors counted over all alerts
+    and over the history, before the entity context (off here)."""
+    from dataclasses import replace
+
+    from car.ranking.prior import alert_prior, percentile
+
+    half = len(sim) // 2
+    past, batch = (replace(sim, alerts=sim.alerts.iloc[part].reset_index(drop=True), labels=None)
+                   for part in (slice(0, half), slice(half, None)))
+    model = model_from_config("model=car", "model.ranking.rarity_from=both", "model.ranking.context_window=null")
+    model.fit(batch, past, trainer=FAST)
+    enc = model.data.encoded
+    at = np.flatnonzero(enc.is_batch)
+
+    def prior(counted: np.ndarray) -> np.ndarray:
+        return alert_prior(enc.codes[:, 0], enc.codes[:, 1], enc.codes[:, 2:], enc.alert_times, counted, at,
+                           enc.n_symbols, 60, True)[0]
+
+    expected = (percentile(prior(np.ones(len(enc.codes), bool))) + percentile(prior(~enc.is_batch))) / 2
+    np.testing.assert_allclose(model.module.rank_alerts(model.data).prior, expected)
