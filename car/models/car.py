@@ -116,8 +116,8 @@ def to_ranking(ranked: RankedAlerts, enc: EncodedAlerts, alerts: AlertTable, gra
     n = len(alerts)
     scores, temporal, content = (np.empty(n) for _ in range(3))
     scores[rows], temporal[rows], content[rows] = ranked.scores, ranked.temporal, ranked.content
-    unusual = np.empty(n, dtype=np.int64)
-    unusual[rows] = ranked.unusual
+    unusual, lifted = np.empty(n, dtype=np.int64), np.empty(n, dtype=bool)
+    unusual[rows], lifted[rows] = ranked.unusual, ranked.lifted
     occ = ranked.occurrences
     order = np.argsort(-ranked.pattern_scores, kind="stable")
     pattern_id = np.empty(len(order), dtype=np.int64)
@@ -129,7 +129,8 @@ def to_ranking(ranked: RankedAlerts, enc: EncodedAlerts, alerts: AlertTable, gra
     return Ranking(
         scores=scores,
         columns={"temporal_score": temporal, "content_score": content, "pattern_id": best,
-                 "why": explanations(alerts, enc, best, content, patterns, ranked.type_bursts, unusual)},
+                 "why": explanations(alerts, enc, best, content, patterns, ranked.type_bursts, unusual,
+                                            lifted)},
         patterns=patterns,
         pattern_alerts=np.column_stack([rows[occ.alert_idx], pattern_id[occ.pattern_idx]]),
         graph=graph,
@@ -174,11 +175,12 @@ def _pattern_table(ranked: RankedAlerts, enc: EncodedAlerts, alerts: AlertTable,
 
 def explanations(alerts: AlertTable, enc: EncodedAlerts, pattern_id: pd.array, content: np.ndarray,
                  patterns: pd.DataFrame, type_bursts: np.ndarray | None = None, unusual: np.ndarray | None = None,
-                 anomalous: float = 0.99) -> np.ndarray:
+                 lifted: np.ndarray | None = None, anomalous: float = 0.99) -> np.ndarray:
     """A plain-words reason per alert (n,), from the model's own terms: the pattern the alert
     is a step of, how often its type occurs (history included; in how many bursts, given
     ``type_bursts`` per type code), which attribute value is unusual for its type (``unusual``
-    (n,): index into the table's attributes, -1 for none), and whether its attribute
+    (n,): index into the table's attributes, -1 for none), whether a more unusual alert of the
+    same entity nearby lifted its prior (``lifted`` (n,) bool), and whether its attribute
     combination is among the most anomalous (content score at or above the ``anomalous``
     quantile). Each distinct reason is written once and shared (3 M alerts hold few)."""
     frame = alerts.alerts
@@ -189,22 +191,24 @@ def explanations(alerts: AlertTable, enc: EncodedAlerts, pattern_id: pd.array, c
     if len(content) > 1 and np.ptp(content) > 0:
         rare = content > np.quantile(content, anomalous)
     unusual = np.full(len(frame), -1) if unusual is None else unusual
+    lifted = np.zeros(len(frame), dtype=bool) if lifted is None else lifted
     value = np.full(len(frame), "", dtype=object)
     for a, name in enumerate(alerts.attributes):
         value[unusual == a] = [f"; {name} {v} unusual for this type" for v in frame[name].to_numpy()[unusual == a]]
     keys = pd.DataFrame({"type": frame["type"].to_numpy(dtype=object), "pattern": ids,
                          "entity": np.where(ids > 0, frame["entity"].to_numpy(dtype=object), ""), "value": value,
-                         "rare": rare})
+                         "lifted": lifted, "rare": rare})
     codes = keys.groupby(list(keys.columns), sort=False).ngroup().to_numpy()
     steps = dict(zip(patterns["pattern_id"], patterns["steps"])) if len(patterns) else {}
     combination = f"; attribute combination more unusual than {100 * anomalous:.0f}% of alerts"
+    nearby = "; raised by a more unusual alert of the same entity nearby"
     total = f" times in {len(enc.codes):,} alerts"
     reasons = []
-    for alert_type, pattern, entity, odd_value, is_rare in keys.drop_duplicates().itertuples(index=False):
+    for alert_type, pattern, entity, odd_value, is_lifted, is_rare in keys.drop_duplicates().itertuples(index=False):
         lead = f"{_step_of(steps[pattern], alert_type)} of pattern {pattern} ({steps[pattern]}) on {entity}; " if pattern else ""
         events = f" ({bursts[alert_type]:,} bursts)" if bursts else ""
         reasons.append(f"{lead}type {alert_type} seen {type_counts[alert_type]:,}{total}{events}{odd_value}"
-                       f"{combination if is_rare else ''}")
+                       f"{nearby if is_lifted else ''}{combination if is_rare else ''}")
     return np.asarray(reasons, dtype=object)[codes]
 
 

@@ -48,18 +48,20 @@ class RankedAlerts:
     after its latest occurrence; type_bursts: (n_symbols,) bursts per type over all alerts, or
     None when type rarity counts alerts (``ranking.burst_gap`` null); unusual: (n_batch,) the
     attribute (index among the attributes) whose value is the most unusual for the alert's
-    type, -1 where none stands out (car/ranking/prior.py). A plain class on purpose:
+    type, -1 where none stands out; lifted: (n_batch,) bool, the entity context adds more to
+    the prior than the alert's own terms (car/ranking/prior.py). A plain class on purpose:
     Lightning would try to move a dataclass's fields to a device.
     """
 
     def __init__(self, scores: np.ndarray, temporal: np.ndarray, content: np.ndarray, prior: np.ndarray,
                  patterns: list[Pattern], pattern_scores: np.ndarray, occurrences: Occurrences,
                  next_steps: list[list[tuple[int, float]]], type_bursts: np.ndarray | None = None,
-                 unusual: np.ndarray | None = None) -> None:
+                 unusual: np.ndarray | None = None, lifted: np.ndarray | None = None) -> None:
         self.scores, self.temporal, self.content, self.prior = scores, temporal, content, prior
         self.patterns, self.pattern_scores, self.occurrences = patterns, pattern_scores, occurrences
         self.next_steps, self.type_bursts = next_steps, type_bursts
         self.unusual = np.full(len(scores), -1) if unusual is None else unusual
+        self.lifted = np.zeros(len(scores), dtype=bool) if lifted is None else lifted
 
 
 class CARModule(L.LightningModule):
@@ -138,7 +140,7 @@ class CARModule(L.LightningModule):
         gap = self.hparams.ranking["burst_gap"]
         counted = np.ones(len(enc.codes), dtype=bool) if gap is None else burst_starts(
             enc.codes[:, 0], enc.codes[:, 1], enc.alert_times, gap, group=enc.is_batch)
-        prior, unusual = self._prior(enc)
+        prior, unusual, lifted = self._prior(enc)
         type_bursts = None if gap is None else np.bincount(enc.codes[counted, 1], minlength=enc.n_symbols)
         tuple_of = data.tuple_of[batch]
         content = self.content.anomaly(data.tuples)[tuple_of] if self.content is not None else np.zeros(len(temporal))
@@ -162,11 +164,11 @@ class CARModule(L.LightningModule):
             scores = temporal if self.hparams.score == "temporal" else content
             pattern_scores = np.array([pat.dependency for pat in found], dtype=np.float64)
         return RankedAlerts(scores, temporal, content, prior, found, pattern_scores, occ, next_steps, type_bursts,
-                            unusual)
+                            unusual, lifted)
 
-    def _prior(self, enc: EncodedAlerts) -> tuple[np.ndarray, np.ndarray]:
-        """The prior of the batch alerts before rank normalisation and their most unusual
-        attribute (car/ranking/prior.py). Type rarity and value surprise are counted over
+    def _prior(self, enc: EncodedAlerts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The prior of the batch alerts before rank normalisation, their most unusual attribute
+        and whether the entity context lifted them (car/ranking/prior.py). Type rarity and value surprise are counted over
         ``ranking.rarity_from``: the ``batch`` only (the history informs the sequence and content
         models, not the prior), the ``history`` only (novelty: types unseen before rank first),
         ``all`` alerts, or ``both`` (the mean of the rank-normalised priors over all alerts and in
@@ -186,10 +188,11 @@ class CARModule(L.LightningModule):
             prior, unusual = counted_over(np.ones(len(batch), dtype=bool))
             if source == "both":
                 prior = (percentile(prior) + percentile(counted_over(~batch)[0])) / 2
+        context = np.zeros(len(at))
         if cfg["context_window"] is not None:
-            prior = prior + cfg["context_weight"] * entity_context(
+            context = cfg["context_weight"] * entity_context(
                 enc.codes[at, 0], enc.alert_times[at], prior, float(cfg["context_window"]))
-        return prior, unusual
+        return prior + context, unusual, context > prior
 
     def _next_steps(self, data: AlertDataModule, batch_runs: np.ndarray, run_occ: Occurrences,
                     top: int = 3) -> list[list[tuple[int, float]]]:

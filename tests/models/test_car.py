@@ -156,6 +156,13 @@ def test_patterns_carry_next_steps_and_alerts_carry_reasons(sim):
     for i in odd:
         name, value = why[i].split("; ")[-1].removesuffix(" unusual for this type").split(" ", 1)
         assert str(sim.alerts[name][i]) == value
+    # Alerts lifted by the entity context say so, and have a neighbour of their entity within 2 h.
+    lifted = [i for i, w in enumerate(why) if "raised by a more unusual alert of the same entity nearby" in w]
+    assert lifted
+    seconds, entity = sim.seconds(), sim.alerts["entity"].to_numpy()
+    for i in lifted[:50]:
+        near = (entity == entity[i]) & (np.abs(seconds - seconds[i]) <= 7200)
+        assert near.sum() >= 2
 
 
 def test_unknown_model_option_is_a_one_line_config_error():
