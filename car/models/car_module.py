@@ -168,12 +168,12 @@ class CARModule(L.LightningModule):
 
     def _prior(self, enc: EncodedAlerts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The prior of the batch alerts before rank normalisation, their most unusual attribute
-        and whether the entity context lifted them (car/ranking/prior.py). Type rarity and value surprise are counted over
-        ``ranking.rarity_from``: the ``batch`` only (the history informs the sequence and content
-        models, not the prior), the ``history`` only (novelty: types unseen before rank first),
-        ``all`` alerts, or ``both`` (the mean of the rank-normalised priors over all alerts and in
-        the history); without history all four are the same. Then the entity context
-        (``ranking.context_window``) over the batch."""
+        and whether the entity context lifted them (car/ranking/prior.py). Type rarity and value
+        surprise are counted over ``ranking.rarity_from``: the ``batch`` only (the history informs
+        the sequence and content models, not the prior), the ``history`` only (novelty: types
+        unseen before rank first), ``all`` alerts, or ``both`` (the mean of the rank-normalised
+        priors over all alerts and in the history); without history all four are the same. Then
+        the entity context (``ranking.context_window``) over the batch."""
         cfg, batch = self.hparams.ranking, enc.is_batch
         at = np.flatnonzero(batch)
 
