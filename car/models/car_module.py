@@ -138,8 +138,9 @@ class CARModule(L.LightningModule):
         alert_run = enc.run_of[batch]
         temporal = self.temporal.surprise(data.tree)[alert_run]
         gap = self.hparams.ranking["burst_gap"]
+        # Encoded alerts are in (entity, time) order already: no sort for the prior's counts.
         counted = np.ones(len(enc.codes), dtype=bool) if gap is None else burst_starts(
-            enc.codes[:, 0], enc.codes[:, 1], enc.alert_times, gap, group=enc.is_batch)
+            enc.codes[:, 0], enc.codes[:, 1], enc.alert_times, gap, enc.is_batch, np.arange(len(enc.codes)))
         prior, unusual, lifted = self._prior(enc)
         type_bursts = None if gap is None else np.bincount(enc.codes[counted, 1], minlength=enc.n_symbols)
         tuple_of = data.tuple_of[batch]
@@ -179,7 +180,7 @@ class CARModule(L.LightningModule):
 
         def counted_over(source: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             return alert_prior(enc.codes[:, 0], enc.codes[:, 1], enc.codes[:, 2:], enc.alert_times, source, at,
-                               enc.n_symbols, cfg["burst_gap"], cfg["value_surprise"])
+                               enc.n_symbols, cfg["burst_gap"], cfg["value_surprise"], np.arange(len(batch)))
 
         source = "all" if batch.all() else cfg["rarity_from"]
         if source in ("batch", "history"):
@@ -191,7 +192,7 @@ class CARModule(L.LightningModule):
         context = np.zeros(len(at))
         if cfg["context_window"] is not None:
             context = cfg["context_weight"] * entity_context(
-                enc.codes[at, 0], enc.alert_times[at], prior, float(cfg["context_window"]))
+                enc.codes[at, 0], enc.alert_times[at], prior, float(cfg["context_window"]), np.arange(len(at)))
         return prior + context, unusual, context > prior
 
     def _next_steps(self, data: AlertDataModule, batch_runs: np.ndarray, run_occ: Occurrences,

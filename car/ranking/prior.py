@@ -23,18 +23,25 @@ UNUSUAL = np.log(10.0)  # nats; a value this much more surprising than usual for
 
 
 def burst_starts(entity: np.ndarray, key: np.ndarray, times: np.ndarray, gap: float,
-                 group: np.ndarray | None = None) -> np.ndarray:
+                 group: np.ndarray | None = None, order: np.ndarray | None = None) -> np.ndarray:
     """(n,) bool: the alerts that start a burst, in input order.
 
     A burst is the alerts of one entity with one ``key`` (an alert type, say), each at most
     ``gap`` seconds after the one before with that entity and key; alerts with other keys in
     between do not end it. ``gap`` inf: one burst per (entity, key). ``group`` (n,) bool splits
-    further (history and batch alerts never share a burst). times in seconds.
+    further (history and batch alerts never share a burst). times in seconds. ``order``: a
+    permutation that sorts the alerts by (entity, time), if the caller has one.
     """
     key = np.asarray(key, dtype=np.int64)
     if group is not None:
         key = 2 * key + np.asarray(group, dtype=np.int64)
-    return _bursts(np.lexsort((times, entity)), np.asarray(entity), key, np.asarray(times, dtype=np.float64), [gap])[0]
+    order = _by_entity_time(entity, times, order)
+    return _bursts(order, np.asarray(entity), key, np.asarray(times, dtype=np.float64), [gap])[0]
+
+
+def _by_entity_time(entity: np.ndarray, times: np.ndarray, order: np.ndarray | None) -> np.ndarray:
+    """``order`` if given, else the stable permutation that sorts the alerts by (entity, time)."""
+    return np.lexsort((times, entity)) if order is None else order
 
 
 def _bursts(order: np.ndarray, entity: np.ndarray, key: np.ndarray, times: np.ndarray,
@@ -62,7 +69,8 @@ def type_rarity(types: np.ndarray, n_types: int, at: np.ndarray | None = None) -
 
 
 def value_surprise(entity: np.ndarray, types: np.ndarray, values: np.ndarray, times: np.ndarray,
-                   counted: np.ndarray, at: np.ndarray, gaps: list[float | None]) -> tuple[np.ndarray, np.ndarray]:
+                   counted: np.ndarray, at: np.ndarray, gaps: list[float | None],
+                   order: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Summed excess surprise of the attribute values of the alerts ``at`` (indices), averaged over
     ways of counting, shape (len(at),); and the attribute (column of ``values``) that adds the
     most, where it adds at least ``UNUSUAL``, else -1, shape (len(at),).
@@ -73,11 +81,11 @@ def value_surprise(entity: np.ndarray, types: np.ndarray, values: np.ndarray, ti
     attribute a: p(v | t) = (C(t, v) + s) / (C(t) + s (V_t + 1)) with C the counts, V_t the
     values counted with type t and s = ``SMOOTHING``; the surprise -log p(v | t) minus its
     count-weighted mean over the type's values, clipped at 0. A type never counted gives 0 (its
-    rarity already says it is new).
+    rarity already says it is new). ``order`` as in `burst_starts`.
     """
     types, times = np.asarray(types, dtype=np.int64), np.asarray(times, dtype=np.float64)
     n_types = int(types.max(initial=-1)) + 1
-    order = np.lexsort((times, entity))
+    order = _by_entity_time(entity, times, order)
     total, most, top = np.zeros(len(at)), np.full(len(at), UNUSUAL), np.full(len(at), -1)
     timed = [gap for gap in gaps if gap is not None]
     for a in range(values.shape[1]):
@@ -110,25 +118,29 @@ def _excess(count: np.ndarray, key_type: np.ndarray, n_types: int) -> np.ndarray
 
 def alert_prior(entity: np.ndarray, types: np.ndarray, values: np.ndarray, times: np.ndarray,
                 counted: np.ndarray, at: np.ndarray, n_types: int, burst_gap: float | None,
-                values_too: bool) -> tuple[np.ndarray, np.ndarray]:
+                values_too: bool, order: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Prior of the alerts ``at`` (indices), shape (len(at),), counted over the ``counted`` alerts:
     type rarity (bursts of ``burst_gap`` seconds counted once; None: every alert), plus, if
     ``values_too``, the value surprise averaged over two ways of counting: by bursts and by
     entities (a value seen on one entity counts once however often it fires there). Also the
-    most unusual attribute per alert, or -1 (see `value_surprise`). Arguments as there."""
-    first = counted if burst_gap is None else counted & burst_starts(entity, types, times, burst_gap, group=counted)
+    most unusual attribute per alert, or -1 (see `value_surprise`). Arguments as there; the
+    (entity, time) ``order`` is found once for all the counts."""
+    order = _by_entity_time(entity, times, order)
+    first = counted if burst_gap is None else counted & burst_starts(entity, types, times, burst_gap, counted, order)
     prior = type_rarity(types[first], n_types, at=types[at])
     if not (values_too and values.shape[1]):
         return prior, np.full(len(at), -1)
-    surprise, unusual = value_surprise(entity, types, values, times, counted, at, [burst_gap, np.inf])
+    surprise, unusual = value_surprise(entity, types, values, times, counted, at, [burst_gap, np.inf], order)
     return prior + surprise, unusual
 
 
-def entity_context(entity: np.ndarray, times: np.ndarray, score: np.ndarray, window: float) -> np.ndarray:
+def entity_context(entity: np.ndarray, times: np.ndarray, score: np.ndarray, window: float,
+                   order: np.ndarray | None = None) -> np.ndarray:
     """Per alert (n,): the highest ``score`` among the other alerts of its entity at most
-    ``window`` seconds away (0 if there is none; scores must be >= 0)."""
+    ``window`` seconds away (0 if there is none; scores must be >= 0). ``order`` as in
+    `burst_starts`."""
     n = len(score)
-    order = np.lexsort((times, entity))
+    order = _by_entity_time(entity, times, order)
     ent, t, s = np.asarray(entity)[order], np.asarray(times, dtype=np.float64)[order], np.asarray(score)[order]
     if n == 0:
         return np.zeros(0)
