@@ -34,6 +34,15 @@ P2 with other histories than benchmark.md's (session 4, docs/results.md):
     # likewise --history wheeler (russellmitchell, harrison), --history harrison (shaw, wheeler),
     # --history russellmitchell (fox)
 
+The session-5 tables of docs/results.md (all variants, both protocols, simulator seeds 0-2):
+
+    .venv/bin/python experiments/ablations.py --scenarios russellmitchell shaw fox harrison wheeler \
+        --protocols p1 p2 --seeds 0 1 2 --variants car car-prior-only car-no-patterns car-no-similarity \
+        rarity rarity-bursts rarity-history --also from-history='model.ranking.rarity_from=history' \
+        gamma0.1='model.ranking.gamma=0.1' neighbours3='model.ranking.neighbours=3' beta0.1='model.ranking.beta=0.1' \
+        type-prior-gamma0.1='model.ranking.gamma=0.1 model.ranking.value_surprise=false model.ranking.context_window=null' \
+        --out experiments/results/ablations_session5.json
+
 One call does the same for the two development scenarios and the simulator:
 ``--scenarios russellmitchell shaw --protocols p1 p2 --seeds 0`` (the defaults).
 """
