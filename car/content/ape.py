@@ -179,9 +179,11 @@ class EntityEmbedding(torch.nn.Module):
         attr, noise_flat = self.sample_noise(tuples, generator)
         data_flat = tuples[rows, attr] + self.offsets[attr]
 
-        e = self.vectors(tuples)
+        # Training tuples and noise hold known values only, so the unknown mask of `vectors` (a
+        # multiply and its backward per lookup, a fifth of the step) is not needed here.
+        e = self.embedding(tuples + self.offsets)
         s, g = self._compatibility_and_context(e)
-        noise_v = self.embedding(noise_flat) * self.known[noise_flat]
+        noise_v = self.embedding(noise_flat)
         delta = noise_v - e[rows, attr].unsqueeze(1)
         noise_s = s.unsqueeze(1) + (delta * g[rows, attr].unsqueeze(1)).sum(-1)
 
