@@ -15,7 +15,7 @@ from car.errors import ConfigError
 
 STEP_SEPARATOR = " > "  # joins the steps of a pattern: "A > B > C"
 PATTERN_COLUMNS = [
-    "rank", "pattern_id", "score", "dependency", "steps", "occurrences",
+    "rank", "pattern_id", "score", "novelty", "dependency", "steps", "occurrences",
     "entities", "first_time", "last_time", "alert_count", "next_steps",
 ]
 

@@ -15,6 +15,7 @@ from car.data.datamodule import AlertDataModule, EncodedAlerts, encode_alerts
 from car.models.base import PATTERN_COLUMNS, STEP_SEPARATOR, AlertRanker, Ranking, check_seconds
 from car.models.car_module import CARModule, RankedAlerts
 from car.outputs.attack_graph import attack_graph
+from car.ranking.pattern_order import DIVERSITY, pattern_order
 
 _TRAINER_DEFAULTS = {"accelerator": "cpu", "devices": 1, "max_epochs": 30, "deterministic": True,
                      "enable_checkpointing": False, "logger": False, "enable_progress_bar": False}
@@ -25,7 +26,7 @@ OPTIONS = {
     "temporal": {"depth", "prior", "run_gap", "order"},
     "content": {"enabled", "dim", "noise_samples", "weight"},
     "patterns": {"k_max", "min_support", "min_lift", "max_gap", "window", "max_patterns", "score",
-                 "rarity_weight", "graph_top", "baseline"},
+                 "rarity_weight", "graph_top", "baseline", "diversity"},
     "ranking": {"alpha", "beta", "gamma", "lam", "prior", "rarity_from", "burst_gap", "value_surprise",
                 "context_window", "context_weight", "content_prior", "normalized", "size_weighted", "neighbours"},
 }
@@ -37,7 +38,7 @@ RARITY_FROM = ("history", "batch", "both", "all")  # where the prior is counted 
 def check_options(groups: Mapping[str, Mapping]) -> None:
     """A one-line ConfigError for an unknown or missing key of a model option group, or a value
     of a prior option (``ranking.rarity_from``, ``burst_gap``, ``value_surprise``,
-    ``context_window``, ``context_weight``) that means nothing."""
+    ``context_window``, ``context_weight``) or ``patterns.diversity`` that means nothing."""
     for group, keys in OPTIONS.items():
         given = set(groups[group])
         for key in sorted(given - keys):
@@ -54,6 +55,8 @@ def check_options(groups: Mapping[str, Mapping]) -> None:
     weight = ranking["context_weight"]
     if isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0:
         raise ConfigError(f"model.ranking.context_weight={weight!r}: use a number >= 0")
+    if groups["patterns"]["diversity"] not in DIVERSITY:
+        raise ConfigError(f"model.patterns.diversity={groups['patterns']['diversity']!r}: use one of {', '.join(DIVERSITY)}")
 
 
 class CAR(AlertRanker):
@@ -97,7 +100,7 @@ class CAR(AlertRanker):
         predictor = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
                               enable_model_summary=False)
         (ranked,) = predictor.predict(self.module, datamodule=self.data)
-        return to_ranking(ranked, self.data.encoded, alerts, self.options["patterns"]["graph_top"])
+        return to_ranking(ranked, self.data.encoded, alerts, self.options["patterns"])
 
     def rank_encoded(self, encoded: EncodedAlerts, alerts: AlertTable) -> tuple[Ranking, AlertDataModule]:
         """Rank the batch alerts of ``encoded`` (rows of ``alerts``) with the fitted parameters and
@@ -107,11 +110,12 @@ class CAR(AlertRanker):
             raise RuntimeError("CAR.rank_encoded called before fit or load")
         data = AlertDataModule(encoded, self.options["temporal"]["depth"], self.tuple_batch, self.seed)
         ranked = self.module.rank_alerts(data)
-        return to_ranking(ranked, encoded, alerts, self.options["patterns"]["graph_top"]), data
+        return to_ranking(ranked, encoded, alerts, self.options["patterns"]), data
 
 
-def to_ranking(ranked: RankedAlerts, enc: EncodedAlerts, alerts: AlertTable, graph_top: int) -> Ranking:
-    """Map encoded-order results back to the batch table's rows and build the pattern outputs."""
+def to_ranking(ranked: RankedAlerts, enc: EncodedAlerts, alerts: AlertTable, patterns: Mapping) -> Ranking:
+    """Map encoded-order results back to the batch table's rows and build the pattern outputs
+    (``patterns``: the options group; ``diversity`` orders them, ``graph_top`` are drawn)."""
     rows = enc.batch_row[enc.is_batch]
     n = len(alerts)
     scores, temporal, content = (np.empty(n) for _ in range(3))
@@ -119,19 +123,21 @@ def to_ranking(ranked: RankedAlerts, enc: EncodedAlerts, alerts: AlertTable, gra
     unusual, lifted = np.empty(n, dtype=np.int64), np.empty(n, dtype=bool)
     unusual[rows], lifted[rows] = ranked.unusual, ranked.lifted
     occ = ranked.occurrences
-    order = np.argsort(-ranked.pattern_scores, kind="stable")
+    order, novelty = pattern_order(ranked.pattern_scores, [p.symbols for p in ranked.patterns],
+                                   patterns.get("diversity", "none"))
     pattern_id = np.empty(len(order), dtype=np.int64)
     pattern_id[order] = np.arange(1, len(order) + 1)  # pattern_id = rank of the pattern
     best = _best_pattern(rows[occ.alert_idx], pattern_id[occ.pattern_idx], n)
-    patterns = _pattern_table(ranked, enc, alerts, pattern_id)
+    table = _pattern_table(ranked, enc, alerts, pattern_id, novelty)
     frame = alerts.alerts.iloc[rows]
-    graph = attack_graph(frame["entity"].to_numpy(), frame["type"].to_numpy(), frame["time"], occ, pattern_id, graph_top)
+    graph = attack_graph(frame["entity"].to_numpy(), frame["type"].to_numpy(), frame["time"], occ, pattern_id,
+                         patterns["graph_top"])
     return Ranking(
         scores=scores,
         columns={"temporal_score": temporal, "content_score": content, "pattern_id": best,
-                 "why": explanations(alerts, enc, best, content, patterns, ranked.type_bursts, unusual,
+                 "why": explanations(alerts, enc, best, content, table, ranked.type_bursts, unusual,
                                             lifted)},
-        patterns=patterns,
+        patterns=table,
         pattern_alerts=np.column_stack([rows[occ.alert_idx], pattern_id[occ.pattern_idx]]),
         graph=graph,
     )
@@ -144,8 +150,10 @@ def _best_pattern(alert_rows: np.ndarray, ids: np.ndarray, n: int) -> pd.array:
     return pd.array(np.where(best == np.iinfo(np.int64).max, None, best), dtype="Int64")
 
 
-def _pattern_table(ranked: RankedAlerts, enc: EncodedAlerts, alerts: AlertTable, pattern_id: np.ndarray) -> pd.DataFrame:
-    """One row per pattern with the columns of PATTERN_COLUMNS, in rank order."""
+def _pattern_table(ranked: RankedAlerts, enc: EncodedAlerts, alerts: AlertTable, pattern_id: np.ndarray,
+                   novelty: np.ndarray) -> pd.DataFrame:
+    """One row per pattern with the columns of PATTERN_COLUMNS, in rank order (``pattern_id`` (L,)
+    each pattern's rank, ``novelty`` (L,) the share of its step types new at that rank)."""
     if not ranked.patterns:
         return pd.DataFrame(columns=PATTERN_COLUMNS)
     occ, types = ranked.occurrences, enc.vocab["type"]
@@ -162,6 +170,7 @@ def _pattern_table(ranked: RankedAlerts, enc: EncodedAlerts, alerts: AlertTable,
         "rank": pattern_id,
         "pattern_id": pattern_id,
         "score": ranked.pattern_scores,
+        "novelty": novelty,
         "dependency": [p.dependency for p in ranked.patterns],
         "steps": [STEP_SEPARATOR.join(str(types[s]) for s in p.symbols) for p in ranked.patterns],
         "occurrences": occ.count,

@@ -213,6 +213,7 @@ class SavedModel:
             for key, old in (("burst_gap", None), ("value_surprise", False), ("context_window", None),
                              ("context_weight", 0.0)):
                 manifest["options"]["ranking"].setdefault(key, old)
+            manifest["options"]["patterns"].setdefault("diversity", "none")  # ranked by score alone
             car = CAR(**manifest["options"], tuple_batch=manifest["tuple_batch"], name=manifest["name"])
             car.module = CARModule(manifest["module"]["n_symbols"], manifest["module"]["cardinalities"],
                                    **manifest["options"])

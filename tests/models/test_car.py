@@ -35,7 +35,9 @@ def test_car_on_simulator_writes_scores_patterns_and_graph(sim):
     assert set(ranking.columns) == {"temporal_score", "content_score", "pattern_id", "why"}
     patterns = ranking.patterns
     assert len(patterns) > 0 and patterns["rank"].tolist() == list(range(1, len(patterns) + 1))
-    assert patterns["score"].is_monotonic_decreasing
+    # diversity: steps ranks by score x novelty (the share of step types new at that rank).
+    assert ((patterns["score"] - min(patterns["score"].min(), 0)) * patterns["novelty"]).is_monotonic_decreasing
+    assert patterns["novelty"].between(0, 1).all() and patterns["novelty"].iloc[0] == 1
     assert patterns["steps"].str.contains(" > ").all()
     # Every alert's pattern_id names a pattern that lists it as an occurrence alert.
     pairs = {tuple(p) for p in ranking.pattern_alerts.tolist()}
@@ -264,7 +266,8 @@ def test_car_defaults_beat_the_type_prior_with_a_weak_ridge_on_the_simulator(sim
                                            ("model.ranking.burst_gap=-5", "burst_gap"),
                                            ("model.ranking.context_window=true", "context_window"),
                                            ("model.ranking.value_surprise=yes", "value_surprise"),
-                                           ("model.ranking.context_weight=-1", "context_weight")])
+                                           ("model.ranking.context_weight=-1", "context_weight"),
+                                           ("model.patterns.diversity=types", "diversity")])
 def test_meaningless_prior_option_values_are_one_line_config_errors(override, word):
     from car.pipeline import build_model
 

@@ -58,6 +58,23 @@ def test_loaded_model_ranks_its_fit_alerts_as_the_fit_did(fitted):
     pd.testing.assert_series_equal(online.model.counted.value_counts("type"), saved.counted.value_counts("type"))
 
 
+def test_a_model_saved_before_pattern_diversity_ranks_patterns_by_score(fitted, tmp_path):
+    """Manifests written before ``patterns.diversity`` existed load with the order of then."""
+    import shutil
+
+    folder, first, fit_ranking = fitted
+    old = shutil.copytree(folder, tmp_path / "old")
+    manifest = json.loads((old / MANIFEST).read_text())
+    del manifest["options"]["patterns"]["diversity"]
+    (old / MANIFEST).write_text(json.dumps(manifest))
+    loaded = SavedModel.load(old)
+    assert loaded.car.options["patterns"]["diversity"] == "none"
+    assert SavedModel.load(folder).car.options["patterns"]["diversity"] == "steps"
+    patterns = loaded.rank(first.unlabeled()).ranking.patterns
+    assert patterns["score"].is_monotonic_decreasing and (patterns["novelty"] == 1).all()
+    assert sorted(patterns["steps"]) == sorted(fit_ranking.patterns["steps"])
+
+
 def test_new_alerts_grow_the_counts_by_exactly_themselves(fitted, sim):
     folder, first, _ = fitted
     saved = SavedModel.load(folder)
