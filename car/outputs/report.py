@@ -24,7 +24,7 @@ from car.outputs.pictures import ATTACK_PICTURE, HISTOGRAM_PICTURE, PR_PICTURE
 TOP_ALERTS = 50
 TOP_PATTERNS = 20
 ALERT_COLUMNS = ["rank", "time", "entity", "type", "score", "why"]
-PATTERN_COLUMNS = ["rank", "score", "steps", "occurrences", "alert_count", "entities", "next_steps"]
+PATTERN_COLUMNS = ["rank", "score", "novelty", "steps", "occurrences", "alert_count", "entities", "next_steps"]
 LEVELS = ("raw", "grouped")
 METRICS = {"ap": "AP", "roc_auc": "ROC-AUC", "precision_at_100": "precision@100", "recall_at_100": "recall@100",
            "workload_at_95": "workload to 95% recall"}

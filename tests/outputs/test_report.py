@@ -80,7 +80,7 @@ def test_report_lists_the_top_alerts_as_in_ranked_alerts_csv(run, page):
 def test_report_lists_the_top_patterns_with_precision(run, page):
     csv = pd.read_csv(run.out / "ranked_patterns.csv", dtype=str, keep_default_na=False).head(TOP_PATTERNS)
     header, *rows = page.tables["patterns"]
-    assert header == ["rank", "score", "steps", "occurrences", "alert_count", "entities", "next_steps",
+    assert header == ["rank", "score", "novelty", "steps", "occurrences", "alert_count", "entities", "next_steps",
                       "precision_attack"]
     assert len(rows) == len(csv) == 7
     for name in ("rank", "steps", "occurrences", "entities", "next_steps"):
