@@ -115,7 +115,8 @@ def test_hostile_alert_text_is_escaped(tmp_path):
     table = replace(table, alerts=alerts, source="<b>bold</b>.csv")
     ranking = Rarity().fit(table.unlabeled()).rank(table.unlabeled())
     ranking = replace(ranking, patterns=pd.DataFrame({
-        "rank": [1], "pattern_id": [1], "score": [1.0], "dependency": [0.5], "steps": [f"{HOSTILE_TYPE} > a"],
+        "rank": [1], "pattern_id": [1], "score": [1.0], "novelty": [1.0], "dependency": [0.5],
+        "steps": [f"{HOSTILE_TYPE} > a"],
         "occurrences": [5], "entities": [HOSTILE_ENTITY], "first_time": [pd.NaT], "last_time": [pd.NaT],
         "alert_count": [10], "next_steps": ["<i>x</i> (0.5)"]}))
     metrics = {"attack/raw/ap": 0.25, "patterns/<steps>_at_20": 0.5}
@@ -130,6 +131,6 @@ def test_hostile_alert_text_is_escaped(tmp_path):
                               "tbody", "tr", "th", "td", "p", "figure", "img", "figcaption"}
     first = page.tables["alerts"][1]
     assert first[2:4] == [HOSTILE_ENTITY, HOSTILE_TYPE], "the parsed page shows the text as it was"
-    assert page.tables["patterns"][1][2] == f"{HOSTILE_TYPE} > a"
+    assert page.tables["patterns"][1][3] == f"{HOSTILE_TYPE} > a"
     assert page.tables["metrics"][1][:3] == ["attack", "raw", "0.25"]
     assert page.tables["other_metrics"][1:] == [["patterns/<steps>_at_20", "0.5"]]
