@@ -124,7 +124,7 @@ def to_ranking(ranked: RankedAlerts, enc: EncodedAlerts, alerts: AlertTable, pat
     unusual[rows], lifted[rows] = ranked.unusual, ranked.lifted
     occ = ranked.occurrences
     order, novelty = pattern_order(ranked.pattern_scores, [p.symbols for p in ranked.patterns],
-                                   patterns.get("diversity", "none"))
+                                   patterns.get("diversity", "none"), ranked.occurrences.count)
     pattern_id = np.empty(len(order), dtype=np.int64)
     pattern_id[order] = np.arange(1, len(order) + 1)  # pattern_id = rank of the pattern
     best = _best_pattern(rows[occ.alert_idx], pattern_id[occ.pattern_idx], n)

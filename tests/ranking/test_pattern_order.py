@@ -27,6 +27,15 @@ def test_fully_shown_patterns_follow_by_score_and_none_is_the_score_order():
     assert order.tolist() == [1, 2, 3, 0] and (novelty == 1).all()
 
 
+def test_patterns_without_occurrences_come_last_in_either_order():
+    scores, steps = np.array([0.9, 1.0, 0.5, 0.7]), [[0, 1], [2, 3], [0, 1, 4], [5, 6]]
+    occurrences = np.array([3, 0, 2, 0])
+    order, novelty = pattern_order(scores, steps, occurrences=occurrences)
+    assert order.tolist() == [0, 2, 1, 3] and novelty.tolist() == [1, 1, 1 / 3, 1]
+    order, _ = pattern_order(scores, steps, "none", occurrences)
+    assert order.tolist() == [0, 2, 1, 3]
+
+
 def test_negative_scores_are_shifted_and_bad_choices_refused():
     order, _ = pattern_order(np.array([-1.0, -3.0, -2.0]), [[0, 1], [2, 3], [0, 1]])
     # keys after the shift by 3: 2 x 1, 0 x 1, 1 x 0 -> tie at 0 broken by score.
