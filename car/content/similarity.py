@@ -149,6 +149,15 @@ def knn_similarity(
     return row, col, weight
 
 
+def prior_weighted(sim: Coo, q: np.ndarray, bandwidth: float) -> Coo:
+    """Edge-preserving similarity (bilateral filtering): each weight of ``sim`` (COO over n
+    alerts) times ``exp(-|q_i - q_j| / bandwidth)``, ``q`` (n,) the alerts' priors in [0, 1].
+    Smoothing then averages alerts whose priors agree and leaves an unusual alert among
+    look-alikes its own score."""
+    row, col, weight = sim
+    return row, col, weight * np.exp(-np.abs(q[row] - q[col]) / bandwidth)
+
+
 def _symmetrise(row: np.ndarray, col: np.ndarray, weight: np.ndarray, size: int) -> Coo:
     """Union of a directed COO graph with its transpose; duplicate edges keep the max weight."""
     if not len(row):

@@ -28,7 +28,8 @@ OPTIONS = {
     "patterns": {"k_max", "min_support", "min_lift", "max_gap", "window", "max_patterns", "score",
                  "rarity_weight", "graph_top", "baseline", "diversity"},
     "ranking": {"alpha", "beta", "gamma", "lam", "prior", "rarity_from", "burst_gap", "value_surprise",
-                "context_window", "context_weight", "content_prior", "normalized", "size_weighted", "neighbours"},
+                "context_window", "context_weight", "content_prior", "normalized", "size_weighted", "neighbours",
+                "similarity_bandwidth"},
 }
 
 
@@ -38,7 +39,8 @@ RARITY_FROM = ("history", "batch", "both", "all")  # where the prior is counted 
 def check_options(groups: Mapping[str, Mapping]) -> None:
     """A one-line ConfigError for an unknown or missing key of a model option group, or a value
     of a prior option (``ranking.rarity_from``, ``burst_gap``, ``value_surprise``,
-    ``context_window``, ``context_weight``) or ``patterns.diversity`` that means nothing."""
+    ``context_window``, ``context_weight``), ``ranking.similarity_bandwidth`` or
+    ``patterns.diversity`` that means nothing."""
     for group, keys in OPTIONS.items():
         given = set(groups[group])
         for key in sorted(given - keys):
@@ -55,6 +57,9 @@ def check_options(groups: Mapping[str, Mapping]) -> None:
     weight = ranking["context_weight"]
     if isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0:
         raise ConfigError(f"model.ranking.context_weight={weight!r}: use a number >= 0")
+    bandwidth = ranking["similarity_bandwidth"]
+    if bandwidth is not None and (isinstance(bandwidth, bool) or not isinstance(bandwidth, int | float) or bandwidth <= 0):
+        raise ConfigError(f"model.ranking.similarity_bandwidth={bandwidth!r}: use a number > 0, or null for plain similarity")
     if groups["patterns"]["diversity"] not in DIVERSITY:
         raise ConfigError(f"model.patterns.diversity={groups['patterns']['diversity']!r}: use one of {', '.join(DIVERSITY)}")
 

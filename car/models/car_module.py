@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from car.content.ape import EntityEmbedding
-from car.content.similarity import knn_similarity
+from car.content.similarity import knn_similarity, prior_weighted
 from car.data.datamodule import AlertDataModule, EncodedAlerts
 from car.ranking.collaborative import RankingParams, build_graph, collaborative_rank
 from car.ranking.prior import alert_prior, burst_starts, entity_context, percentile
@@ -218,16 +218,19 @@ class CARModule(L.LightningModule):
                found: list[Pattern], occ: Occurrences) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.hparams.ranking
         n = len(prior)
+        q = prior_scores(prior, content if self.content is not None else None, cfg["content_prior"]) if cfg["prior"] else None
         sim = (None, None, None)
         if self.content is not None and cfg["beta"] > 0:
             sim = knn_similarity(self.content, data.tuples, tuple_of, k=cfg["neighbours"])
+            bandwidth = cfg["similarity_bandwidth"]
+            if bandwidth is not None and q is not None:
+                sim = prior_weighted(sim, q, float(bandwidth))
         graph = build_graph(n, len(found), occ.alert_idx, occ.pattern_idx, *sim)
         p = np.array([pat.dependency for pat in found], dtype=np.float64)
         if cfg["size_weighted"]:
             # -p.u rewards a pattern once; weighting by its alerts makes the bonus an alert
             # gets from its pattern independent of how many alerts share it.
             p = p * np.bincount(occ.pattern_idx, minlength=len(found))
-        q = prior_scores(prior, content if self.content is not None else None, cfg["content_prior"]) if cfg["prior"] else None
         params = RankingParams(
             alpha=cfg["alpha"], beta=cfg["beta"] if sim[0] is not None else 0.0,
             gamma=cfg["gamma"], lam=cfg["lam"], normalized=cfg["normalized"],
