@@ -11,3 +11,8 @@ class DataError(CARError, ValueError):
 
 class ConfigError(CARError, ValueError):
     """A config value or combination that cannot work; the message names the key and fix."""
+
+
+def is_number(value: object) -> bool:
+    """An int or float from a config, not a bool (YAML's true is an int to Python)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)

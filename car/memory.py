@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from car.errors import ConfigError, DataError
+from car.errors import ConfigError, DataError, is_number
 
 BASE_BYTES = 0.7e9  # interpreter, torch, pandas and the first tables
 BYTES_PER_ALERT = 2_000  # measured peaks: 1.4-1.6 kB per alert beyond the base
@@ -38,7 +38,7 @@ def check_memory(n_alerts: int, limit_gb: float | None) -> None:
 
     limit_gb: the configured ``memory_limit_gb``; None means the memory available now.
     """
-    if limit_gb is not None and (isinstance(limit_gb, bool) or not isinstance(limit_gb, int | float) or limit_gb <= 0):
+    if limit_gb is not None and not (is_number(limit_gb) and limit_gb > 0):
         raise ConfigError(f"memory_limit_gb={limit_gb!r} must be a positive number of GB, or null for the memory available")
     limit = limit_gb * GB if limit_gb is not None else available_bytes()
     if limit is None:

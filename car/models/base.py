@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from car.alerts import AlertTable
-from car.errors import ConfigError
+from car.errors import ConfigError, is_number
 
 STEP_SEPARATOR = " > "  # joins the steps of a pattern: "A > B > C"
 PATTERN_COLUMNS = [
@@ -62,5 +62,5 @@ class AlertRanker(ABC):
 def check_seconds(value: object, key: str, null: str = "to count every alert") -> None:
     """A one-line ConfigError unless ``value`` (config key ``key``) is seconds >= 0 or None
     (``null`` says what None means)."""
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
+    if value is not None and not (is_number(value) and value >= 0):
         raise ConfigError(f"{key}={value!r}: use seconds >= 0, or null {null}")

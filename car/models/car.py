@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from car.alerts import AlertTable
-from car.errors import ConfigError
+from car.errors import ConfigError, is_number
 from car.data.datamodule import AlertDataModule, EncodedAlerts, encode_alerts
 from car.models.base import PATTERN_COLUMNS, STEP_SEPARATOR, AlertRanker, Ranking, check_seconds
 from car.models.car_module import CARModule, RankedAlerts
@@ -55,13 +55,14 @@ def check_options(groups: Mapping[str, Mapping]) -> None:
     if not isinstance(ranking["value_surprise"], bool):
         raise ConfigError(f"model.ranking.value_surprise={ranking['value_surprise']!r}: use true or false")
     weight = ranking["context_weight"]
-    if isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0:
+    if not (is_number(weight) and weight >= 0):
         raise ConfigError(f"model.ranking.context_weight={weight!r}: use a number >= 0")
     bandwidth = ranking["similarity_bandwidth"]
-    if bandwidth is not None and (isinstance(bandwidth, bool) or not isinstance(bandwidth, int | float) or bandwidth <= 0):
+    if bandwidth is not None and not (is_number(bandwidth) and bandwidth > 0):
         raise ConfigError(f"model.ranking.similarity_bandwidth={bandwidth!r}: use a number > 0, or null for plain similarity")
-    if groups["patterns"]["diversity"] not in DIVERSITY:
-        raise ConfigError(f"model.patterns.diversity={groups['patterns']['diversity']!r}: use one of {', '.join(DIVERSITY)}")
+    diversity = groups["patterns"]["diversity"]
+    if diversity not in DIVERSITY:
+        raise ConfigError(f"model.patterns.diversity={diversity!r}: use one of {', '.join(DIVERSITY)}")
 
 
 class CAR(AlertRanker):
@@ -129,7 +130,7 @@ def to_ranking(ranked: RankedAlerts, enc: EncodedAlerts, alerts: AlertTable, pat
     unusual[rows], lifted[rows] = ranked.unusual, ranked.lifted
     occ = ranked.occurrences
     order, novelty = pattern_order(ranked.pattern_scores, [p.symbols for p in ranked.patterns],
-                                   patterns.get("diversity", "none"), ranked.occurrences.count)
+                                   patterns["diversity"], occ.count)
     pattern_id = np.empty(len(order), dtype=np.int64)
     pattern_id[order] = np.arange(1, len(order) + 1)  # pattern_id = rank of the pattern
     best = _best_pattern(rows[occ.alert_idx], pattern_id[occ.pattern_idx], n)

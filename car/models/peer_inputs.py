@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from car.alerts import AlertTable
-from car.errors import ConfigError
+from car.errors import ConfigError, is_number
 
 
 PEER_PACKAGES = ("deepcase", "tiresias")  # the only packages import_peer imports
@@ -101,5 +101,5 @@ def previous_events(table: AlertTable, codes: EventCodes, length: int,
 def check_positive(model: str, **options: float) -> None:
     """A one-line ConfigError for the first option that is not > 0."""
     for key, value in options.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        if not (is_number(value) and value > 0):
             raise ConfigError(f"model.{key}={value!r} must be a number > 0 for model={model}")

@@ -37,7 +37,7 @@ def pattern_order(scores: np.ndarray, steps: Sequence[Sequence[int]], diversity:
     if diversity == "none":
         return np.lexsort((np.arange(len(scores)), -scores, ~occurs)), novelty
     # Score x novelty needs scores >= 0: shift so that the lowest score is 0.
-    weight = scores - min(scores.min(initial=0.0), 0.0)
+    weight = scores - scores.min(initial=0.0)
     types = [set(int(s) for s in pattern) for pattern in steps]
     shown: set[int] = set()
     order = []
