@@ -37,6 +37,9 @@ logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda reco
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 
 SCORES = ("collaborative", "temporal", "content")
+# With history, patterns are searched over history and batch: this many times model.patterns.max_patterns
+# candidates, of which the best max_patterns with min_support occurrences among the batch alerts are kept.
+HISTORY_POOL = 3
 
 
 class RankedAlerts:
@@ -147,16 +150,25 @@ class CARModule(L.LightningModule):
         content = self.content.anomaly(data.tuples)[tuple_of] if self.content is not None else np.zeros(len(temporal))
         cfg = self.hparams.patterns
         window = float(cfg["window"])
+        history = not batch.all()
         found = find_patterns(
             data.tree, self.temporal, k_max=cfg["k_max"], min_support=cfg["min_support"],
-            min_lift=cfg["min_lift"], max_patterns=cfg["max_patterns"], score=cfg["score"],
-            rarity_weight=cfg["rarity_weight"], max_gap=cfg["max_gap"], times=enc.times, window=window,
-            baseline=cfg["baseline"],
+            min_lift=cfg["min_lift"], max_patterns=cfg["max_patterns"] * (HISTORY_POOL if history else 1),
+            score=cfg["score"], rarity_weight=cfg["rarity_weight"], max_gap=cfg["max_gap"], times=enc.times,
+            window=window, baseline=cfg["baseline"],
         )
         runs = enc.run_is_batch
-        run_occ = pattern_occurrences(
-            found, enc.symbols[runs], enc.sequence[runs], enc.times[runs], window=window, max_gap=cfg["max_gap"],
-        )
+
+        def occurrences(patterns: list[Pattern]) -> Occurrences:
+            return pattern_occurrences(patterns, enc.symbols[runs], enc.sequence[runs], enc.times[runs],
+                                       window=window, max_gap=cfg["max_gap"])
+
+        run_occ = occurrences(found)
+        if history:
+            # The search counts support over history and batch; a pattern shown and used for the
+            # batch needs that support among the batch's own alerts.
+            found = [p for p, n in zip(found, run_occ.count) if n >= cfg["min_support"]][:cfg["max_patterns"]]
+            run_occ = occurrences(found)
         occ = runs_to_alerts(run_occ, np.cumsum(runs)[alert_run] - 1)
         next_steps = self._next_steps(data, np.flatnonzero(runs), run_occ)
         if self.hparams.score == "collaborative":

@@ -5,9 +5,8 @@ all score high, and a top five made of them shows one attack stage five times. W
 ``diversity: steps`` the patterns are ranked greedily: each position takes the pattern with
 the highest ``score x novelty``, novelty being the share of its distinct step types that no
 higher-ranked pattern holds (maximal marginal relevance with the step types as the
-redundancy measure). The scores themselves do not change. Patterns that the history holds
-but the ranked alerts do not (``data.history``) come last in either order: with shaw as
-russellmitchell's history, two of the top five had no occurrence among the alerts ranked.
+redundancy measure). The scores themselves do not change. A pattern without an occurrence
+among the ranked alerts (its support counted elsewhere) comes last in either order.
 """
 
 from __future__ import annotations
