@@ -43,6 +43,18 @@ The session-5 tables of docs/results.md (all variants, both protocols, simulator
         type-prior-gamma0.1='model.ranking.gamma=0.1 model.ranking.value_surprise=false model.ranking.context_window=null' \
         --out experiments/results/ablations_session5.json
 
+Session 6 (docs/results.md, docs/method.md): the edge-preserving similarity and P2 with patterns
+that hold in the batch; the weight sweep's commands are in the ``args`` of
+``experiments/results/weights_session6_*.json``.
+
+    .venv/bin/python experiments/ablations.py --scenarios russellmitchell shaw fox harrison wheeler \
+        --protocols p1 --seeds 0 1 2 --variants car car-no-patterns \
+        --also bandwidth0.05='model.ranking.similarity_bandwidth=0.05' \
+        no-patterns-bandwidth0.05='model.ranking.alpha=0 model.ranking.similarity_bandwidth=0.05' \
+        --out experiments/results/bandwidth_session6.json   # and the same at 0.1
+    .venv/bin/python experiments/ablations.py --scenarios russellmitchell shaw fox harrison wheeler \
+        --protocols p2 --seeds --variants car --out experiments/results/p2_session6.json
+
 One call does the same for the two development scenarios and the simulator:
 ``--scenarios russellmitchell shaw --protocols p1 p2 --seeds 0`` (the defaults).
 """
