@@ -149,27 +149,8 @@ class CARModule(L.LightningModule):
         type_bursts = None if gap is None else np.bincount(enc.codes[counted, 1], minlength=enc.n_symbols)
         tuple_of = data.tuple_of[batch]
         content = self.content.anomaly(data.tuples)[tuple_of] if self.content is not None else np.zeros(len(temporal))
-        cfg = self.hparams.patterns
-        window = float(cfg["window"])
-        history = not batch.all()
-        found = find_patterns(
-            data.tree, self.temporal, k_max=cfg["k_max"], min_support=cfg["min_support"],
-            min_lift=cfg["min_lift"], max_patterns=cfg["max_patterns"] * (HISTORY_POOL if history else 1),
-            score=cfg["score"], rarity_weight=cfg["rarity_weight"], max_gap=cfg["max_gap"], times=enc.times,
-            window=window, baseline=cfg["baseline"],
-        )
+        found, run_occ = self._patterns(data)
         runs = enc.run_is_batch
-
-        def occurrences(patterns: list[Pattern]) -> Occurrences:
-            return pattern_occurrences(patterns, enc.symbols[runs], enc.sequence[runs], enc.times[runs],
-                                       window=window, max_gap=cfg["max_gap"])
-
-        run_occ = occurrences(found)
-        if history:
-            # The search counts support over history and batch; a pattern shown and used for the
-            # batch needs that support among the batch's own alerts.
-            found = [p for p, n in zip(found, run_occ.count) if n >= cfg["min_support"]][:cfg["max_patterns"]]
-            run_occ = occurrences(found)
         occ = runs_to_alerts(run_occ, np.cumsum(runs)[alert_run] - 1)
         next_steps = self._next_steps(data, np.flatnonzero(runs), run_occ)
         if self.hparams.score == "collaborative":
@@ -179,6 +160,31 @@ class CARModule(L.LightningModule):
             pattern_scores = np.array([pat.dependency for pat in found], dtype=np.float64)
         return RankedAlerts(scores, temporal, content, prior, found, pattern_scores, occ, next_steps, type_bursts,
                             unusual, lifted)
+
+    def _patterns(self, data: AlertDataModule) -> tuple[list[Pattern], Occurrences]:
+        """The batch's patterns, searched over all alerts of ``data``, and their occurrences over
+        the batch's runs. With history, the best ``max_patterns`` of ``HISTORY_POOL`` times as many
+        candidates that have ``min_support`` occurrences among the batch's own alerts: the search
+        counts support over history and batch."""
+        cfg, enc = self.hparams.patterns, data.encoded
+        history = not enc.is_batch.all()
+        window, runs = float(cfg["window"]), enc.run_is_batch
+        found = find_patterns(
+            data.tree, self.temporal, k_max=cfg["k_max"], min_support=cfg["min_support"],
+            min_lift=cfg["min_lift"], max_patterns=cfg["max_patterns"] * (HISTORY_POOL if history else 1),
+            score=cfg["score"], rarity_weight=cfg["rarity_weight"], max_gap=cfg["max_gap"], times=enc.times,
+            window=window, baseline=cfg["baseline"],
+        )
+
+        def occurrences(patterns: list[Pattern]) -> Occurrences:
+            return pattern_occurrences(patterns, enc.symbols[runs], enc.sequence[runs], enc.times[runs],
+                                       window=window, max_gap=cfg["max_gap"])
+
+        run_occ = occurrences(found)
+        if history:
+            found = [p for p, n in zip(found, run_occ.count) if n >= cfg["min_support"]][:cfg["max_patterns"]]
+            run_occ = occurrences(found)
+        return found, run_occ
 
     def _prior(self, enc: EncodedAlerts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The prior of the batch alerts before rank normalisation, their most unusual attribute
