@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from car.errors import CARError, DataError
+from car.errors import CARError, DataError, os_error_line
 
 def _simulate(args: argparse.Namespace) -> None:
     from car.data.simulate import write_simulation
@@ -108,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except CARError as err:
         print(f"car: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"car: error: {os_error_line(err)}", file=sys.stderr)
         return 2
     return 0
 

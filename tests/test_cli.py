@@ -20,6 +20,14 @@ def test_simulate_writes_a_csv_the_csv_loader_reads_back(tmp_path, capsys):
     assert 0 < table.label("attack").sum() < rows
 
 
+def test_an_output_path_that_cannot_be_written_is_one_line(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("a file where the output folder should be")
+    assert main(["simulate", "--out", str(blocker / "sim.csv"), "--n-alerts", "300"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"car: error: {blocker}:") and err.count("\n") == 1 and "Traceback" not in err
+
+
 def test_cli_error_is_one_line_with_exit_code_2(tmp_path, capsys):
     assert main(["simulate", "--out", str(tmp_path / "x.csv"), "--n-alerts", "-5"]) == 2
     err = capsys.readouterr().err

@@ -84,6 +84,14 @@ def test_bad_input_is_one_line_error_without_traceback(tmp_path):
     assert "alerts.csv" in proc.stderr + proc.stdout
 
 
+def test_an_output_file_that_cannot_be_written_is_one_line_error(tmp_path):
+    (tmp_path / "run" / "ranked_alerts.csv").mkdir(parents=True)  # a folder where the CSV goes
+    proc, out, _ = run_train(tmp_path, "+experiment=enterprise", "data.n_alerts=500", "logger=none")
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert f"{out / 'ranked_alerts.csv'}: Is a directory" in proc.stderr + proc.stdout
+
+
 def test_unusable_mlflow_store_fails_before_fitting(tmp_path):
     out = tmp_path / "run"
     blocker = tmp_path / "not-a-folder"
