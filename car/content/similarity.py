@@ -149,13 +149,13 @@ def knn_similarity(
     return row, col, weight
 
 
-def prior_weighted(sim: Coo, q: np.ndarray, bandwidth: float) -> Coo:
-    """Edge-preserving similarity (bilateral filtering): each weight of ``sim`` (COO over n
-    alerts) times ``exp(-|q_i - q_j| / bandwidth)``, ``q`` (n,) the alerts' priors in [0, 1].
-    Smoothing then averages alerts whose priors agree and leaves an unusual alert among
-    look-alikes its own score."""
+def edge_preserving(sim: Coo, signal: np.ndarray, bandwidth: float) -> Coo:
+    """Similarity that keeps apart alerts whose ``signal`` (n,) differs (bilateral filtering):
+    each weight of ``sim`` (COO over n alerts) times ``exp(-|signal_i - signal_j| / bandwidth)``.
+    With the value surprise as the signal, an alert carrying a value unusual for its type is
+    not averaged with look-alikes that lack it."""
     row, col, weight = sim
-    return row, col, weight * np.exp(-np.abs(q[row] - q[col]) / bandwidth)
+    return row, col, weight * np.exp(-np.abs(signal[row] - signal[col]) / bandwidth)
 
 
 def _symmetrise(row: np.ndarray, col: np.ndarray, weight: np.ndarray, size: int) -> Coo:

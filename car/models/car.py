@@ -29,7 +29,7 @@ OPTIONS = {
                  "rarity_weight", "graph_top", "baseline", "diversity"},
     "ranking": {"alpha", "beta", "gamma", "lam", "prior", "rarity_from", "burst_gap", "value_surprise",
                 "context_window", "context_weight", "content_prior", "normalized", "size_weighted", "neighbours",
-                "similarity_bandwidth"},
+                "surprise_bandwidth"},
 }
 
 
@@ -39,7 +39,7 @@ RARITY_FROM = ("history", "batch", "both", "all")  # where the prior is counted 
 def check_options(groups: Mapping[str, Mapping]) -> None:
     """A one-line ConfigError for an unknown or missing key of a model option group, or a value
     of a prior option (``ranking.rarity_from``, ``burst_gap``, ``value_surprise``,
-    ``context_window``, ``context_weight``), ``ranking.similarity_bandwidth`` or
+    ``context_window``, ``context_weight``), ``ranking.surprise_bandwidth`` or
     ``patterns.diversity`` that means nothing."""
     for group, keys in OPTIONS.items():
         given = set(groups[group])
@@ -57,9 +57,9 @@ def check_options(groups: Mapping[str, Mapping]) -> None:
     weight = ranking["context_weight"]
     if not (is_number(weight) and weight >= 0):
         raise ConfigError(f"model.ranking.context_weight={weight!r}: use a number >= 0")
-    bandwidth = ranking["similarity_bandwidth"]
+    bandwidth = ranking["surprise_bandwidth"]
     if bandwidth is not None and not (is_number(bandwidth) and bandwidth > 0):
-        raise ConfigError(f"model.ranking.similarity_bandwidth={bandwidth!r}: use a number > 0, or null for plain similarity")
+        raise ConfigError(f"model.ranking.surprise_bandwidth={bandwidth!r}: use nats > 0, or null for plain similarity")
     diversity = groups["patterns"]["diversity"]
     if diversity not in DIVERSITY:
         raise ConfigError(f"model.patterns.diversity={diversity!r}: use one of {', '.join(DIVERSITY)}")

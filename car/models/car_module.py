@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from car.content.ape import EntityEmbedding
-from car.content.similarity import knn_similarity, prior_weighted
+from car.content.similarity import edge_preserving, knn_similarity
 from car.data.datamodule import AlertDataModule, EncodedAlerts
 from car.ranking.collaborative import RankingParams, build_graph, collaborative_rank
 from car.ranking.prior import alert_prior, burst_starts, entity_context, percentile
@@ -145,7 +145,7 @@ class CARModule(L.LightningModule):
         # Encoded alerts are in (entity, time) order already: no sort for the prior's counts.
         counted = np.ones(len(enc.codes), dtype=bool) if gap is None else burst_starts(
             enc.codes[:, 0], enc.codes[:, 1], enc.alert_times, gap, enc.is_batch, np.arange(len(enc.codes)))
-        prior, unusual, lifted = self._prior(enc)
+        prior, unusual, lifted, surprise = self._prior(enc)
         type_bursts = None if gap is None else np.bincount(enc.codes[counted, 1], minlength=enc.n_symbols)
         tuple_of = data.tuple_of[batch]
         content = self.content.anomaly(data.tuples)[tuple_of] if self.content is not None else np.zeros(len(temporal))
@@ -154,7 +154,7 @@ class CARModule(L.LightningModule):
         occ = runs_to_alerts(run_occ, np.cumsum(runs)[alert_run] - 1)
         next_steps = self._next_steps(data, np.flatnonzero(runs), run_occ)
         if self.hparams.score == "collaborative":
-            scores, pattern_scores = self._solve(data, tuple_of, prior, content, found, occ)
+            scores, pattern_scores = self._solve(data, tuple_of, prior, surprise, content, found, occ)
         else:
             scores = temporal if self.hparams.score == "temporal" else content
             pattern_scores = np.array([pat.dependency for pat in found], dtype=np.float64)
@@ -186,9 +186,10 @@ class CARModule(L.LightningModule):
             run_occ = occurrences(found)
         return found, run_occ
 
-    def _prior(self, enc: EncodedAlerts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The prior of the batch alerts before rank normalisation, their most unusual attribute
-        and whether the entity context lifted them (car/ranking/prior.py). Type rarity and value
+    def _prior(self, enc: EncodedAlerts) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The prior of the batch alerts before rank normalisation, their most unusual attribute,
+        whether the entity context lifted them and their value surprise in nats
+        (car/ranking/prior.py). Type rarity and value
         surprise are counted over ``ranking.rarity_from``: the ``batch`` only (the history informs
         the sequence and content models, not the prior), the ``history`` only (novelty: types
         unseen before rank first), ``all`` alerts, or ``both`` (the mean of the rank-normalised
@@ -197,22 +198,22 @@ class CARModule(L.LightningModule):
         cfg, batch = self.hparams.ranking, enc.is_batch
         at = np.flatnonzero(batch)
 
-        def counted_over(source: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        def counted_over(source: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             return alert_prior(enc.codes[:, 0], enc.codes[:, 1], enc.codes[:, 2:], enc.alert_times, source, at,
                                enc.n_symbols, cfg["burst_gap"], cfg["value_surprise"], np.arange(len(batch)))
 
         source = "all" if batch.all() else cfg["rarity_from"]
         if source in ("batch", "history"):
-            prior, unusual = counted_over(batch if source == "batch" else ~batch)
+            prior, unusual, surprise = counted_over(batch if source == "batch" else ~batch)
         else:
-            prior, unusual = counted_over(np.ones(len(batch), dtype=bool))
+            prior, unusual, surprise = counted_over(np.ones(len(batch), dtype=bool))
             if source == "both":
                 prior = (percentile(prior) + percentile(counted_over(~batch)[0])) / 2
         context = np.zeros(len(at))
         if cfg["context_window"] is not None:
             context = cfg["context_weight"] * entity_context(
                 enc.codes[at, 0], enc.alert_times[at], prior, float(cfg["context_window"]), np.arange(len(at)))
-        return prior + context, unusual, context > prior
+        return prior + context, unusual, context > prior, surprise
 
     def _next_steps(self, data: AlertDataModule, batch_runs: np.ndarray, run_occ: Occurrences,
                     top: int = 3) -> list[list[tuple[int, float]]]:
@@ -233,23 +234,22 @@ class CARModule(L.LightningModule):
             out.append([(int(s), float(probs[s])) for s in best])
         return out
 
-    def _solve(self, data: AlertDataModule, tuple_of: np.ndarray, prior: np.ndarray, content: np.ndarray,
-               found: list[Pattern], occ: Occurrences) -> tuple[np.ndarray, np.ndarray]:
+    def _solve(self, data: AlertDataModule, tuple_of: np.ndarray, prior: np.ndarray, surprise: np.ndarray,
+               content: np.ndarray, found: list[Pattern], occ: Occurrences) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.hparams.ranking
         n = len(prior)
-        q = prior_scores(prior, content if self.content is not None else None, cfg["content_prior"]) if cfg["prior"] else None
         sim = (None, None, None)
         if self.content is not None and cfg["beta"] > 0:
             sim = knn_similarity(self.content, data.tuples, tuple_of, k=cfg["neighbours"])
-            bandwidth = cfg["similarity_bandwidth"]
-            if bandwidth is not None and q is not None:
-                sim = prior_weighted(sim, q, float(bandwidth))
+            if cfg["surprise_bandwidth"] is not None:
+                sim = edge_preserving(sim, surprise, float(cfg["surprise_bandwidth"]))
         graph = build_graph(n, len(found), occ.alert_idx, occ.pattern_idx, *sim)
         p = np.array([pat.dependency for pat in found], dtype=np.float64)
         if cfg["size_weighted"]:
             # -p.u rewards a pattern once; weighting by its alerts makes the bonus an alert
             # gets from its pattern independent of how many alerts share it.
             p = p * np.bincount(occ.pattern_idx, minlength=len(found))
+        q = prior_scores(prior, content if self.content is not None else None, cfg["content_prior"]) if cfg["prior"] else None
         params = RankingParams(
             alpha=cfg["alpha"], beta=cfg["beta"] if sim[0] is not None else 0.0,
             gamma=cfg["gamma"], lam=cfg["lam"], normalized=cfg["normalized"],

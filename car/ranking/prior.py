@@ -118,20 +118,21 @@ def _excess(count: np.ndarray, key_type: np.ndarray, n_types: int) -> np.ndarray
 
 def alert_prior(entity: np.ndarray, types: np.ndarray, values: np.ndarray, times: np.ndarray,
                 counted: np.ndarray, at: np.ndarray, n_types: int, burst_gap: float | None,
-                values_too: bool, order: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                values_too: bool, order: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Prior of the alerts ``at`` (indices), shape (len(at),), counted over the ``counted`` alerts:
     type rarity (bursts of ``burst_gap`` seconds counted once; None: every alert), plus, if
     ``values_too``, the value surprise averaged over two ways of counting: by bursts and by
-    entities (a value seen on one entity counts once however often it fires there). Also the
-    most unusual attribute per alert, or -1 (see `value_surprise`). Arguments as there; the
-    (entity, time) ``order`` is found once for all the counts."""
+    entities (a value seen on one entity counts once however often it fires there). Returns the
+    prior, the most unusual attribute per alert, or -1 (see `value_surprise`), and the value
+    surprise alone (nats; zeros without ``values_too``). Arguments as there; the (entity, time)
+    ``order`` is found once for all the counts."""
     order = _by_entity_time(entity, times, order)
     first = counted if burst_gap is None else counted & burst_starts(entity, types, times, burst_gap, counted, order)
     prior = type_rarity(types[first], n_types, at=types[at])
     if not (values_too and values.shape[1]):
-        return prior, np.full(len(at), -1)
+        return prior, np.full(len(at), -1), np.zeros(len(at))
     surprise, unusual = value_surprise(entity, types, values, times, counted, at, [burst_gap, np.inf], order)
-    return prior + surprise, unusual
+    return prior + surprise, unusual, surprise
 
 
 def entity_context(entity: np.ndarray, times: np.ndarray, score: np.ndarray, window: float,

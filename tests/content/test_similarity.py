@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from car.content import EntityEmbedding, fit_ape, knn_similarity, tuple_knn, unique_tuples
-from car.content.similarity import prior_weighted, tuple_blocks
+from car.content.similarity import edge_preserving, tuple_blocks
 
 
 def dense_similarity(model: EntityEmbedding, tuples: np.ndarray) -> np.ndarray:
@@ -129,9 +129,9 @@ def test_batched_block_search_equals_exact_search_per_block():
     np.testing.assert_allclose([got[e] for e in expected], list(expected.values()), atol=1e-6)
 
 
-def test_prior_weighted_similarity_fades_with_the_prior_gap():
+def test_edge_preserving_similarity_fades_with_the_signal_gap():
     sim = (np.array([0, 1, 0, 2]), np.array([1, 0, 2, 0]), np.array([1.0, 1.0, 0.5, 0.5]))
-    q = np.array([0.9, 0.9, 0.4])
-    row, col, weight = prior_weighted(sim, q, 0.25)
+    signal = np.array([0.9, 0.9, 0.4])
+    row, col, weight = edge_preserving(sim, signal, 0.25)
     assert row.tolist() == [0, 1, 0, 2] and col.tolist() == [1, 0, 2, 0]
     np.testing.assert_allclose(weight, [1.0, 1.0, 0.5 * np.exp(-2), 0.5 * np.exp(-2)])

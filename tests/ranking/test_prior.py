@@ -88,7 +88,8 @@ def test_alert_prior_without_values_is_burst_type_rarity():
     types = np.array([0, 0, 1, 0])
     times = np.array([0.0, 10.0, 20.0, 0.0])
     counted = np.ones(4, dtype=bool)
-    prior, unusual = alert_prior(entity, types, np.zeros((4, 1), np.int64), times, counted, np.arange(4), 2, 60.0, False)
-    assert unusual.tolist() == [-1] * 4
+    prior, unusual, surprise = alert_prior(entity, types, np.zeros((4, 1), np.int64), times, counted, np.arange(4), 2,
+                                           60.0, False)
+    assert unusual.tolist() == [-1] * 4 and surprise.tolist() == [0] * 4
     # bursts: type 0 twice (entities 0 and 1), type 1 once; add-one over 2 types + unseen slot.
     np.testing.assert_allclose(prior, -np.log(np.array([3, 3, 2, 3]) / (3 + 2 + 1)))
