@@ -2,8 +2,10 @@
 
 fit:      loss = temporal leave-one-out NLL (Pitman-Yor discounts and strengths)
                  + content_weight * NCE loss (APE entity embeddings and pair weights)
-predict:  temporal surprise and content anomaly -> prior q; pattern search -> p and F;
-          embedding neighbours -> Sim; collaborative solve -> alert scores t, pattern scores u.
+predict:  type rarity, value surprise, entity context -> prior q (car/ranking/prior.py);
+          temporal surprise, content anomaly -> output columns; pattern search -> p and F;
+          embedding neighbours -> Sim (edge-preserving on the value surprise); collaborative
+          solve -> alert scores t, pattern scores u.
 """
 
 from __future__ import annotations
@@ -189,8 +191,8 @@ class CARModule(L.LightningModule):
     def _prior(self, enc: EncodedAlerts) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The prior of the batch alerts before rank normalisation, their most unusual attribute,
         whether the entity context lifted them and their value surprise in nats
-        (car/ranking/prior.py). Type rarity and value
-        surprise are counted over ``ranking.rarity_from``: the ``batch`` only (the history informs
+        (car/ranking/prior.py). Type rarity and value surprise are counted over
+        ``ranking.rarity_from``: the ``batch`` only (the history informs
         the sequence and content models, not the prior), the ``history`` only (novelty: types
         unseen before rank first), ``all`` alerts, or ``both`` (the mean of the rank-normalised
         priors over all alerts and in the history); without history all four are the same. Then
