@@ -178,14 +178,11 @@ class CARModule(L.LightningModule):
             window=window, baseline=cfg["baseline"],
         )
 
-        def occurrences(patterns: list[Pattern]) -> Occurrences:
-            return pattern_occurrences(patterns, enc.symbols[runs], enc.sequence[runs], enc.times[runs],
-                                       window=window, max_gap=cfg["max_gap"])
-
-        run_occ = occurrences(found)
+        run_occ = pattern_occurrences(found, enc.symbols[runs], enc.sequence[runs], enc.times[runs],
+                                      window=window, max_gap=cfg["max_gap"])
         if history:
-            found = [p for p, n in zip(found, run_occ.count) if n >= cfg["min_support"]][:cfg["max_patterns"]]
-            run_occ = occurrences(found)
+            keep = np.flatnonzero(run_occ.count >= cfg["min_support"])[:cfg["max_patterns"]]
+            found, run_occ = [found[i] for i in keep], run_occ.subset(keep)
         return found, run_occ
 
     def _prior(self, enc: EncodedAlerts) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -69,6 +69,15 @@ class Occurrences:
     occ_last: np.ndarray
     count: np.ndarray
 
+    def subset(self, patterns: np.ndarray) -> Occurrences:
+        """The occurrences of the patterns ``patterns`` (ascending indices), renumbered 0, 1, ...:
+        what `pattern_occurrences` gives for those patterns alone."""
+        new = np.full(len(self.count), -1)
+        new[patterns] = np.arange(len(patterns))
+        pairs, occs = new[self.pattern_idx] >= 0, new[self.occ_pattern] >= 0
+        return Occurrences(self.alert_idx[pairs], new[self.pattern_idx[pairs]], new[self.occ_pattern[occs]],
+                           self.occ_first[occs], self.occ_last[occs], self.count[patterns])
+
 
 def dependency_scores(
     cond: np.ndarray, lift: np.ndarray, support: np.ndarray, n_alerts: int,

@@ -80,6 +80,15 @@ def test_occurrences_window_and_max_gap():
     assert list(zip(occ.occ_first, occ.occ_last)) == [(0, 4), (3, 6)]
 
 
+def test_a_subset_of_occurrences_equals_the_occurrences_of_those_patterns():
+    patterns = [(A, B, C), (A, C), (C, A), (C, C)]
+    whole = pattern_occurrences(patterns, SYMBOLS, SEQUENCE, TIMES)
+    keep = np.array([1, 3])
+    part = pattern_occurrences([patterns[i] for i in keep], SYMBOLS, SEQUENCE, TIMES)
+    for name in ("alert_idx", "pattern_idx", "occ_pattern", "occ_first", "occ_last", "count"):
+        np.testing.assert_array_equal(getattr(whole.subset(keep), name), getattr(part, name), err_msg=name)
+
+
 def test_occurrences_of_no_patterns():
     occ = pattern_occurrences([], SYMBOLS, SEQUENCE, TIMES)
     assert occ.count.size == 0 and occ.alert_idx.size == 0
