@@ -15,6 +15,7 @@ from car.data.datamodule import AlertDataModule, EncodedAlerts, encode_alerts
 from car.models.base import PATTERN_COLUMNS, STEP_SEPARATOR, AlertRanker, Ranking, check_seconds
 from car.models.car_module import CARModule, RankedAlerts
 from car.outputs.attack_graph import attack_graph
+from car.ranking.collaborative import AGREEMENTS
 from car.ranking.pattern_order import DIVERSITY, pattern_order
 
 _TRAINER_DEFAULTS = {"accelerator": "cpu", "devices": 1, "max_epochs": 30, "deterministic": True,
@@ -29,7 +30,7 @@ OPTIONS = {
                  "rarity_weight", "graph_top", "baseline", "diversity"},
     "ranking": {"alpha", "beta", "gamma", "lam", "prior", "rarity_from", "burst_gap", "value_surprise",
                 "context_window", "context_weight", "content_prior", "normalized", "size_weighted", "neighbours",
-                "surprise_bandwidth"},
+                "surprise_bandwidth", "agreement"},
 }
 
 
@@ -39,8 +40,8 @@ RARITY_FROM = ("history", "batch", "both", "all")  # where the prior is counted 
 def check_options(groups: Mapping[str, Mapping]) -> None:
     """A one-line ConfigError for an unknown or missing key of a model option group, or a value
     of a prior option (``ranking.rarity_from``, ``burst_gap``, ``value_surprise``,
-    ``context_window``, ``context_weight``), ``ranking.surprise_bandwidth`` or
-    ``patterns.diversity`` that means nothing."""
+    ``context_window``, ``context_weight``), ``ranking.surprise_bandwidth``, ``ranking.agreement``
+    or ``patterns.diversity`` that means nothing."""
     for group, keys in OPTIONS.items():
         given = set(groups[group])
         for key in sorted(given - keys):
@@ -60,6 +61,8 @@ def check_options(groups: Mapping[str, Mapping]) -> None:
     bandwidth = ranking["surprise_bandwidth"]
     if bandwidth is not None and not (is_number(bandwidth) and bandwidth > 0):
         raise ConfigError(f"model.ranking.surprise_bandwidth={bandwidth!r}: use nats > 0, or null for plain similarity")
+    if ranking["agreement"] not in AGREEMENTS:
+        raise ConfigError(f"model.ranking.agreement={ranking['agreement']!r}: use one of {', '.join(AGREEMENTS)}")
     diversity = groups["patterns"]["diversity"]
     if diversity not in DIVERSITY:
         raise ConfigError(f"model.patterns.diversity={diversity!r}: use one of {', '.join(DIVERSITY)}")

@@ -44,6 +44,16 @@ Both variants share the updates below with scalings ``a`` (alerts, F term), ``b`
     u = (p/2 + alpha Fw' t) / (alpha |l| b^2 + gamma),     Fw = diag(a) F diag(b)
     (alpha d a^2 + beta s_deg s^2 + gamma) t - beta s*(Sim (s*t)) = alpha Fw u + lam q / 2
 
+Lift-only agreement (``agreement="lift"``). The agreement term pulls an alert toward each of
+its patterns' scores from above as well as from below, so a pattern whose alerts are mostly
+plain squeezes its few suspicious ones toward their mean. With ``lift``, pattern scores keep
+the closed form above (their p plus the mean of their alerts' scores), while an alert's
+update counts only the patterns scoring above it, i.e. the t-update minimises J with
+``F[j,l] (t_j - u_l)^2`` replaced by ``F[j,l] max(0, u_l - t_j)^2``: a pattern lifts its alerts
+that score below it and never lowers one. The two updates no longer descend one function;
+they are alternated from the scores without patterns (alpha = 0) until the largest change
+of t is at most ``tol`` of the largest score (a fixed point of both updates).
+
 Solvers. ``block`` alternates these two exact updates (method.md). Each sweep contracts by
 about ``alpha / (alpha + gamma)``, so small gamma costs hundreds of sweeps of CG solves.
 ``schur`` substitutes the linear map t -> u into the t equation and solves the reduced
@@ -54,10 +64,11 @@ nonnegative, so t >= 0 again. Same optimum, one outer iteration.
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -77,6 +88,7 @@ __all__ = [
 ]
 
 DTYPE = torch.float64
+AGREEMENTS = ("lift", "two_sided")
 ArrayLike = Tensor | np.ndarray | list
 
 
@@ -104,15 +116,19 @@ class RankingGraph:
 @dataclass(frozen=True)
 class RankingParams:
     """Weights of the objective (alpha, beta, lam >= 0, gamma > 0); ``normalized`` selects
-    the manifold-ranking variant."""
+    the manifold-ranking variant; ``agreement`` is ``two_sided`` (the objective as written) or
+    ``lift`` (patterns only raise the alerts that score below them, see the module docstring)."""
 
     alpha: float = 1.0
     beta: float = 1.0
     gamma: float = 0.1
     lam: float = 1.0
     normalized: bool = False
+    agreement: str = "two_sided"
 
     def __post_init__(self) -> None:
+        if self.agreement not in AGREEMENTS:
+            raise ConfigError(f"ranking.agreement={self.agreement!r}: use one of {', '.join(AGREEMENTS)}")
         if not self.gamma > 0:
             raise ConfigError(f"ranking.gamma must be > 0 (strict convexity), got {self.gamma}")
         for name in ("alpha", "beta", "lam"):
@@ -122,7 +138,8 @@ class RankingParams:
 
 @dataclass
 class RankingResult:
-    """Solution ``t`` (n,), ``u`` (L,); ``objectives[k]`` is J after outer iteration k+1."""
+    """Solution ``t`` (n,), ``u`` (L,); ``objectives[k]`` is J after outer iteration k+1 (empty
+    for ``agreement="lift"``, whose updates do not minimise J)."""
 
     t: Tensor
     u: Tensor
@@ -202,6 +219,8 @@ def collaborative_rank(
     sweeps at most). ``solver="schur"`` (default): one CG on the reduced system for t (its
     extra matvec costs nnz(F)), then u; ``tol``/``max_iter`` are unused.
     ``cg_tol`` is CG's relative residual tolerance, ``cg_max_iter`` its step limit.
+    ``params.agreement="lift"`` always alternates as ``block`` does (with the lifting t-update),
+    starting from the scores without patterns; ``solver`` is then unused.
     """
     if solver not in ("schur", "block"):
         raise ConfigError(f"ranking.solver must be 'schur' or 'block', got {solver!r}")
@@ -210,6 +229,10 @@ def collaborative_rank(
     q = None if q is None else _scores(q, graph.n, "q")
     ops = _Operators(graph, params)
     prior = torch.zeros(graph.n, dtype=DTYPE) if q is None else params.lam / 2 * q
+    if params.agreement == "lift":
+        alone = replace(params, alpha=0.0)
+        start = _schur_solve(graph, p, q, alone, _Operators(graph, alone), prior, cg_tol, cg_max_iter)
+        return _block_descent(graph, p, q, params, ops, prior, tol, max_iter, cg_tol, cg_max_iter, start.t)
     if solver == "schur":
         return _schur_solve(graph, p, q, params, ops, prior, cg_tol, cg_max_iter)
     return _block_descent(graph, p, q, params, ops, prior, tol, max_iter, cg_tol, cg_max_iter)
@@ -244,22 +267,27 @@ def _block_descent(
     max_iter: int,
     cg_tol: float,
     cg_max_iter: int,
+    t_start: Tensor | None = None,
 ) -> RankingResult:
-    """Alternate the exact u and t updates until the relative step is <= tol."""
-    t = torch.zeros(graph.n, dtype=DTYPE)
+    """Alternate the exact u and t updates from ``t_start`` (default 0) until the relative step
+    is <= tol; with ``agreement="lift"`` each t-update counts only the patterns above the alert."""
+    lift = params.agreement == "lift"
+    t = torch.zeros(graph.n, dtype=DTYPE) if t_start is None else t_start
     u = torch.zeros(graph.n_patterns, dtype=DTYPE)
     result = RankingResult(t=t, u=u)
-    with Progress("ranking: block descent", unit="iterations") as progress:
+    with Progress("ranking: " + ("lifting sweeps" if lift else "block descent"), unit="iterations") as progress:
         for _ in range(max_iter):
             u_new = ops.update_u(t, p)
-            t_new, steps, _ = _cg(ops.matvec_t, ops.rhs_t(u_new, prior), t, ops.diag_t, cg_tol, cg_max_iter)
+            t_ops = ops.lifting(t, u_new) if lift else ops
+            t_new, steps, _ = _cg(t_ops.matvec_t, t_ops.rhs_t(u_new, prior), t, t_ops.diag_t, cg_tol, cg_max_iter)
             t_new.clamp_(min=0)
             change = max(_max_abs(t_new - t), _max_abs(u_new - u))
             scale = max(_max_abs(t_new), _max_abs(u_new), torch.finfo(DTYPE).tiny)
             t, u = t_new, u_new
             result.iterations += 1
             result.cg_iterations += steps
-            result.objectives.append(objective(t, u, graph, p, q, params).item())
+            if not lift:
+                result.objectives.append(objective(t, u, graph, p, q, params).item())
             progress.update(result.iterations, f"relative change {change / scale:.1e}, stops at {tol:.0e}")
             if change <= tol * scale:
                 result.converged = True
@@ -278,6 +306,16 @@ class _Operators:
         alpha, beta, gamma = params.alpha, params.beta, params.gamma
         self.diag_u = alpha * graph.pattern_size * self.b**2 + gamma
         self.diag_t = alpha * graph.f_degree * self.a**2 + beta * graph.sim_degree * self.s**2 + gamma
+
+    def lifting(self, t: Tensor, u: Tensor) -> _Operators:
+        """These operators with the agreement term kept only for the (alert, pattern) pairs whose
+        pattern scores above the alert (``a t_j < b u_l``): the t-update of ``agreement="lift"``."""
+        below = (self.a * t)[self.graph.f_alert] < (self.b * u)[self.graph.f_pattern]
+        out = copy.copy(self)
+        out.f_weight = self.f_weight * below
+        degree = torch.zeros(self.graph.n, dtype=DTYPE).index_add_(0, self.graph.f_alert, below.to(DTYPE))
+        out.diag_t = self.diag_t - self.params.alpha * (self.graph.f_degree - degree) * self.a**2
+        return out
 
     def f_times(self, u: Tensor) -> Tensor:
         """Fw u, shape (n,)."""

@@ -77,6 +77,26 @@ def test_a_model_saved_before_pattern_diversity_ranks_patterns_by_score(fitted, 
     assert sorted(patterns["steps"]) == sorted(fit_ranking.patterns["steps"])
 
 
+def test_a_model_saved_before_lifting_agreement_ranks_with_the_two_sided_objective(fitted, tmp_path):
+    """Manifests written before ``ranking.agreement`` existed load with the paper's objective, the
+    only one then, and rank as a model saved with ``agreement: two_sided`` does."""
+    import shutil
+
+    folder, first, _ = fitted
+    old = shutil.copytree(folder, tmp_path / "old")
+    manifest = json.loads((old / MANIFEST).read_text())
+    assert manifest["options"]["ranking"].pop("agreement") == "lift"
+    (old / MANIFEST).write_text(json.dumps(manifest))
+    loaded = SavedModel.load(old)
+    assert loaded.car.options["ranking"]["agreement"] == "two_sided"
+    manifest["options"]["ranking"]["agreement"] = "two_sided"
+    (old / MANIFEST).write_text(json.dumps(manifest))
+    explicit = SavedModel.load(old).rank(first.unlabeled()).ranking.scores
+    lifted = SavedModel.load(folder).rank(first.unlabeled()).ranking.scores
+    np.testing.assert_array_equal(loaded.rank(first.unlabeled()).ranking.scores, explicit)
+    assert not np.allclose(explicit, lifted)
+
+
 def test_new_alerts_grow_the_counts_by_exactly_themselves(fitted, sim):
     folder, first, _ = fitted
     saved = SavedModel.load(folder)

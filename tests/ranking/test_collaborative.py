@@ -205,3 +205,75 @@ def test_nonnegative_on_adversarial_weights() -> None:
         q[q < 0.8] = 0
         t_ref, u_ref = dense_solution(f, sim, p, q, RankingParams(alpha=alpha, beta=beta, gamma=1e-3))
         assert t_ref.min() >= 0 and u_ref.min() >= 0
+
+
+# ----------------------------------------------------------------------------- agreement="lift"
+
+LIFT = [RankingParams(alpha=1.0, beta=0.5, gamma=0.1, lam=1.0, agreement="lift"),
+        RankingParams(alpha=2.0, beta=3.0, gamma=0.5, lam=0.3, normalized=True, agreement="lift")]
+
+
+def dense_lift_step(f, sim, p, q, prm: RankingParams, t: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """The lift t-update by hand: minimise J over t with u fixed and the agreement term kept only
+    for the pairs where the pattern scores above the alert (a_j t_j < b_l u_l)."""
+    n, n_pat = f.shape
+    a = inv_sqrt(f.sum(1)) if prm.normalized else np.ones(n)
+    b = inv_sqrt(f.sum(0)) if prm.normalized else np.ones(n_pat)
+    below = f & (a[:, None] * t[:, None] < b[None, :] * u[None, :])
+    h, _ = dense_quadratic(np.zeros_like(f), sim, p, q, prm)
+    h = h[:n, :n]
+    g = prm.lam * q
+    for j, l in zip(*np.nonzero(below)):
+        h[j, j] += 2 * prm.alpha * a[j] ** 2
+        g[j] += 2 * prm.alpha * a[j] * b[l] * u[l]
+    return np.linalg.solve(h, g)
+
+
+@pytest.mark.parametrize("prm", LIFT, ids=["plain", "normalized"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_lift_is_a_fixed_point_of_both_updates(seed: int, prm: RankingParams) -> None:
+    """u is the closed form of the objective given t (all pairs), and t is the lift t-update
+    given u, each computed by hand with dense matrices."""
+    f, sim, p, q = random_inputs(seed)
+    res = solve(f, sim, p, q, prm)
+    assert res.converged and res.objectives == []
+    t, u = res.t.numpy(), res.u.numpy()
+    n = f.shape[0]
+    h, g = dense_quadratic(f, sim, p, q, prm)
+    u_closed = (g[n:] - h[n:, :n] @ t) / np.diag(h)[n:]  # dJ/du = 0 with t fixed
+    np.testing.assert_allclose(u, u_closed, atol=1e-9)
+    np.testing.assert_allclose(t, dense_lift_step(f, sim, p, q, prm, t, u), atol=1e-8)
+
+
+@pytest.mark.parametrize("prm", LIFT, ids=["plain", "normalized"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_lift_never_lowers_an_alert_below_its_score_without_patterns(seed: int, prm: RankingParams) -> None:
+    """Patterns only pull up: every alert scores at least what it scores with alpha = 0, and some
+    alert in a pattern scores more; the two-sided objective lowers some alert instead."""
+    from dataclasses import replace
+
+    f, sim, p, q = random_inputs(seed)
+    alone = solve(f, sim, p, q, replace(prm, alpha=0.0)).t.numpy()
+    lifted = solve(f, sim, p, q, prm).t.numpy()
+    two_sided = solve(f, sim, p, q, replace(prm, agreement="two_sided")).t.numpy()
+    assert (lifted >= alone - 1e-9).all()
+    assert (lifted > alone + 1e-6).any()
+    assert (two_sided < alone - 1e-6).any()
+
+
+def test_lift_equals_two_sided_when_every_pattern_scores_above_its_alerts() -> None:
+    """With large pattern scores p no alert is above its patterns, so no pair is dropped and the
+    lift fixed point is the objective's optimum."""
+    f, sim, p, q = random_inputs(3)
+    prm = RankingParams(alpha=1.0, beta=0.5, gamma=0.1, lam=1.0, agreement="lift")
+    res = solve(f, sim, 50 + p, q, prm)
+    t_opt, u_opt = dense_solution(f, sim, 50 + p, q, RankingParams(alpha=1.0, beta=0.5, gamma=0.1, lam=1.0))
+    fa, fp = np.nonzero(f)
+    assert (t_opt[fa] < u_opt[fp]).all()
+    np.testing.assert_allclose(res.t.numpy(), t_opt, atol=1e-8)
+    np.testing.assert_allclose(res.u.numpy(), u_opt, atol=1e-8)
+
+
+def test_unknown_agreement_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="agreement"):
+        RankingParams(agreement="both")
