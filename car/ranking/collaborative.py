@@ -4,7 +4,9 @@
     J(t, u) = - p.u - lam * q.t
               + alpha * sum_{j,l} F[j,l] (t_j - u_l)^2
               + beta  * sum_{i<j} Sim(i,j) (t_i - t_j)^2
-              + gamma * (|t|^2 + |u|^2),        minimised over t, u >= 0.
+              + gamma * (|t|^2 + |u|^2),        minimised over t, u >= 0,
+
+and its lifting variant (``agreement="lift"``, below), in which patterns only raise alerts.
 
 Derivation check. With ``Sim`` the full symmetric matrix (both directions stored),
 ``sum_{i<j} Sim(i,j) (t_i - t_j)^2 = t' L_Sim t`` with ``L_Sim = D_Sim - Sim``, whose
@@ -232,7 +234,9 @@ def collaborative_rank(
     if params.agreement == "lift":
         alone = replace(params, alpha=0.0)
         start = _schur_solve(graph, p, q, alone, _Operators(graph, alone), prior, cg_tol, cg_max_iter)
-        return _block_descent(graph, p, q, params, ops, prior, tol, max_iter, cg_tol, cg_max_iter, start.t)
+        result = _block_descent(graph, p, q, params, ops, prior, tol, max_iter, cg_tol, cg_max_iter, start.t)
+        result.cg_iterations += start.cg_iterations
+        return result
     if solver == "schur":
         return _schur_solve(graph, p, q, params, ops, prior, cg_tol, cg_max_iter)
     return _block_descent(graph, p, q, params, ops, prior, tol, max_iter, cg_tol, cg_max_iter)
