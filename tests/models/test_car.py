@@ -373,3 +373,11 @@ def test_rarity_from_both_averages_the_percentiles_of_all_and_history_priors(sim
 
     expected = (percentile(prior(np.ones(len(enc.codes), bool))) + percentile(prior(~enc.is_batch))) / 2
     np.testing.assert_allclose(model.module.rank_alerts(model.data).prior, expected)
+
+
+def test_a_ranking_solve_that_does_not_converge_is_a_warning(sim, monkeypatch, caplog):
+    import car.models.car_module as car_module
+
+    monkeypatch.setattr(car_module, "LIFT_SWEEPS", 1)
+    model_from_config("model=car").fit(sim.unlabeled(), trainer=FAST).rank(sim.unlabeled())
+    assert "ranking: the solve did not converge (1 sweeps" in caplog.text

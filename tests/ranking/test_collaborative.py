@@ -277,3 +277,9 @@ def test_lift_equals_two_sided_when_every_pattern_scores_above_its_alerts() -> N
 def test_unknown_agreement_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="agreement"):
         RankingParams(agreement="both")
+
+
+def test_lift_says_when_it_stops_before_its_fixed_point() -> None:
+    f, sim, p, q = random_inputs(4)
+    res = solve(f, sim, p, q, LIFT[0], max_iter=1)
+    assert not res.converged and res.iterations == 1
