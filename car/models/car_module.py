@@ -43,7 +43,7 @@ SCORES = ("collaborative", "temporal", "content")
 # candidates, of which the best max_patterns with min_support occurrences among the batch alerts are kept
 # (3x left 28 of 100 on fox with shaw as history; 10x fills all 100 on the five AIT-ADS scenarios).
 HISTORY_POOL = 10
-LIFT_SWEEPS = 100  # most sweeps of ranking.agreement=lift (10-25 on the simulator and AIT-ADS)
+LIFT_SETS = 100  # most active sets of ranking.agreement=lift (3-4 on the simulator and AIT-ADS)
 
 log = logging.getLogger(__name__)
 
@@ -257,11 +257,10 @@ class CARModule(L.LightningModule):
             gamma=cfg["gamma"], lam=cfg["lam"], normalized=cfg["normalized"], agreement=cfg["agreement"],
         )
         # A relative residual of 1e-6 moves scores by < 1e-5 and AP not at all (300 k simulated
-        # alerts), in half the conjugate-gradient steps of the solver's default 1e-10. The lifting
-        # sweeps stop at the same relative change (10 sweeps on 20,000 simulated alerts, 23 on fox).
-        result = collaborative_rank(graph, p, q, params, cg_tol=1e-6, tol=1e-6, max_iter=LIFT_SWEEPS)
+        # alerts), in half the conjugate-gradient steps of the solver's default 1e-10.
+        result = collaborative_rank(graph, p, q, params, cg_tol=1e-6, max_iter=LIFT_SETS)
         if not result.converged:
-            log.warning("ranking: the solve did not converge (%d sweeps, %d conjugate-gradient steps); "
+            log.warning("ranking: the solve did not converge (%d iterations, %d Krylov steps); "
                         "ranked with its last scores", result.iterations, result.cg_iterations)
         return result.t.numpy(), result.u.numpy()
 

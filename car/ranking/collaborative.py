@@ -53,8 +53,9 @@ the closed form above (their p plus the mean of their alerts' scores), while an 
 update counts only the patterns scoring above it, i.e. the t-update minimises J with
 ``F[j,l] (t_j - u_l)^2`` replaced by ``F[j,l] max(0, u_l - t_j)^2``: a pattern lifts its alerts
 that score below it and never lowers one. The two updates no longer descend one function;
-they are alternated from the scores without patterns (alpha = 0) until the largest change
-of t is at most ``tol`` of the largest score (a fixed point of both updates).
+their fixed point is found by active sets from the scores without patterns (alpha = 0):
+with the pairs that lift fixed, both updates together are one linear system, and the pairs
+are taken again from its solution until they stop changing (`_lift_solve`).
 
 Solvers. ``block`` alternates these two exact updates (method.md). Each sweep contracts by
 about ``alpha / (alpha + gamma)``, so small gamma costs hundreds of sweeps of CG solves.
@@ -221,8 +222,8 @@ def collaborative_rank(
     sweeps at most). ``solver="schur"`` (default): one CG on the reduced system for t (its
     extra matvec costs nnz(F)), then u; ``tol``/``max_iter`` are unused.
     ``cg_tol`` is CG's relative residual tolerance, ``cg_max_iter`` its step limit.
-    ``params.agreement="lift"`` always alternates as ``block`` does (with the lifting t-update),
-    starting from the scores without patterns; ``solver`` is then unused.
+    ``params.agreement="lift"`` always solves by active sets (`_lift_solve`), starting from the
+    scores without patterns; ``solver`` and ``tol`` are then unused, ``max_iter`` caps the sets.
     """
     if solver not in ("schur", "block"):
         raise ConfigError(f"ranking.solver must be 'schur' or 'block', got {solver!r}")
@@ -234,7 +235,7 @@ def collaborative_rank(
     if params.agreement == "lift":
         alone = replace(params, alpha=0.0)
         start = _schur_solve(graph, p, q, alone, _Operators(graph, alone), prior, cg_tol, cg_max_iter)
-        result = _block_descent(graph, p, q, params, ops, prior, tol, max_iter, cg_tol, cg_max_iter, start.t)
+        result = _lift_solve(p, ops, prior, start.t, max_iter, cg_tol, cg_max_iter)
         result.cg_iterations += start.cg_iterations
         return result
     if solver == "schur":
@@ -271,27 +272,22 @@ def _block_descent(
     max_iter: int,
     cg_tol: float,
     cg_max_iter: int,
-    t_start: Tensor | None = None,
 ) -> RankingResult:
-    """Alternate the exact u and t updates from ``t_start`` (default 0) until the relative step
-    is <= tol; with ``agreement="lift"`` each t-update counts only the patterns above the alert."""
-    lift = params.agreement == "lift"
-    t = torch.zeros(graph.n, dtype=DTYPE) if t_start is None else t_start
+    """Alternate the exact u and t updates until the relative step is <= tol."""
+    t = torch.zeros(graph.n, dtype=DTYPE)
     u = torch.zeros(graph.n_patterns, dtype=DTYPE)
     result = RankingResult(t=t, u=u)
-    with Progress("ranking: " + ("lifting sweeps" if lift else "block descent"), unit="iterations") as progress:
+    with Progress("ranking: block descent", unit="iterations") as progress:
         for _ in range(max_iter):
             u_new = ops.update_u(t, p)
-            t_ops = ops.lifting(t, u_new) if lift else ops
-            t_new, steps, _ = _cg(t_ops.matvec_t, t_ops.rhs_t(u_new, prior), t, t_ops.diag_t, cg_tol, cg_max_iter)
+            t_new, steps, _ = _cg(ops.matvec_t, ops.rhs_t(u_new, prior), t, ops.diag_t, cg_tol, cg_max_iter)
             t_new.clamp_(min=0)
             change = max(_max_abs(t_new - t), _max_abs(u_new - u))
             scale = max(_max_abs(t_new), _max_abs(u_new), torch.finfo(DTYPE).tiny)
             t, u = t_new, u_new
             result.iterations += 1
             result.cg_iterations += steps
-            if not lift:
-                result.objectives.append(objective(t, u, graph, p, q, params).item())
+            result.objectives.append(objective(t, u, graph, p, q, params).item())
             progress.update(result.iterations, f"relative change {change / scale:.1e}, stops at {tol:.0e}")
             if change <= tol * scale:
                 result.converged = True
@@ -300,21 +296,56 @@ def _block_descent(
     return result
 
 
+def _lift_solve(p: Tensor, ops: _Operators, prior: Tensor, t: Tensor, max_iter: int, cg_tol: float,
+                cg_max_iter: int) -> RankingResult:
+    """The lifting fixed point by active sets, from ``t``. With the pairs whose pattern scores
+    above the alert fixed, u = u(t) (over all pairs) substituted into the lifted t-equation is
+    one linear system, nonsymmetric (u sees every alert of a pattern, an alert only the patterns
+    above it) but a strictly diagonally dominant M-matrix, solved by BiCGSTAB; the pairs are then
+    taken again from the solution, until they no longer change (at most ``max_iter`` times).
+    Alternating the two updates instead contracts by about alpha |l| / (alpha |l| + gamma) per
+    sweep: thousands of sweeps for large patterns when no prior anchors the scores."""
+    result = RankingResult(t=t, u=ops.update_u(t, p))
+    below = None
+    with Progress("ranking: lifting", unit="active sets") as progress:
+        for _ in range(max_iter):
+            now = ops.below(t, ops.update_u(t, p))
+            if below is not None and torch.equal(now, below):
+                result.converged = True
+                break
+            below = now
+            lifted = ops.lifting(below)
+            t, steps, _ = _bicgstab(lifted.matvec_reduced, lifted.rhs_reduced(p, prior), t, lifted.diag_reduced(),
+                                    cg_tol, cg_max_iter)
+            t.clamp_(min=0)
+            result.iterations += 1
+            result.cg_iterations += steps
+            progress.update(result.iterations, f"{int(below.sum())} of {below.numel()} alert-pattern pairs lift")
+    result.t, result.u = t, ops.update_u(t, p)
+    return result
+
+
 class _Operators:
-    """Matrix-free pieces of the block updates for one graph and parameter set."""
+    """Matrix-free pieces of the block updates for one graph and parameter set. ``f_weight``
+    weights F where it acts on u (the t-equation), ``ft_weight`` where it acts on t (the
+    u-equation); they differ only in the lifted operators, whose t-equation keeps the pairs
+    with the pattern above the alert."""
 
     def __init__(self, graph: RankingGraph, params: RankingParams) -> None:
         self.graph, self.params = graph, params
         self.a, self.b, self.s = _scalings(graph, params.normalized)
-        self.f_weight = self.a[graph.f_alert] * self.b[graph.f_pattern]
+        self.f_weight = self.ft_weight = self.a[graph.f_alert] * self.b[graph.f_pattern]
         alpha, beta, gamma = params.alpha, params.beta, params.gamma
         self.diag_u = alpha * graph.pattern_size * self.b**2 + gamma
         self.diag_t = alpha * graph.f_degree * self.a**2 + beta * graph.sim_degree * self.s**2 + gamma
 
-    def lifting(self, t: Tensor, u: Tensor) -> _Operators:
-        """These operators with the agreement term kept only for the (alert, pattern) pairs whose
-        pattern scores above the alert (``a t_j < b u_l``): the t-update of ``agreement="lift"``."""
-        below = (self.a * t)[self.graph.f_alert] < (self.b * u)[self.graph.f_pattern]
+    def below(self, t: Tensor, u: Tensor) -> Tensor:
+        """(nnz_F,) bool: the pattern of each pair scores above its alert (``b u_l > a t_j``)."""
+        return (self.a * t)[self.graph.f_alert] < (self.b * u)[self.graph.f_pattern]
+
+    def lifting(self, below: Tensor) -> _Operators:
+        """These operators with the t-equation's agreement term kept only for the pairs ``below``
+        (the u-equation keeps all): the system of ``agreement="lift"`` for that set of pairs."""
         out = copy.copy(self)
         out.f_weight = self.f_weight * below
         degree = torch.zeros(self.graph.n, dtype=DTYPE).index_add_(0, self.graph.f_alert, below.to(DTYPE))
@@ -329,7 +360,7 @@ class _Operators:
     def ft_times(self, t: Tensor) -> Tensor:
         """Fw' t, shape (L,)."""
         out = torch.zeros(self.graph.n_patterns, dtype=DTYPE)
-        return out.index_add_(0, self.graph.f_pattern, self.f_weight * t[self.graph.f_alert])
+        return out.index_add_(0, self.graph.f_pattern, self.ft_weight * t[self.graph.f_alert])
 
     def update_u(self, t: Tensor, p: Tensor) -> Tensor:
         """Exact minimiser over u >= 0 for fixed t: (p/2 + alpha Fw' t) / diag_u, shape (L,)."""
@@ -353,7 +384,7 @@ class _Operators:
 
     def diag_reduced(self) -> Tensor:
         """Diagonal of the Schur complement (positive), shape (n,)."""
-        per_edge = self.f_weight**2 / self.diag_u[self.graph.f_pattern]
+        per_edge = self.f_weight * self.ft_weight / self.diag_u[self.graph.f_pattern]
         drop = torch.zeros(self.graph.n, dtype=DTYPE).index_add_(0, self.graph.f_alert, per_edge)
         return self.diag_t - self.params.alpha**2 * drop
 
@@ -386,6 +417,43 @@ def _cg(
             torch.div(r, diag, out=z)
             rz, rz_old = r.dot(z).item(), rz
             direction.mul_(rz / rz_old).add_(z)
+    return x, max_iter, r.norm().item() <= tol * b_norm
+
+
+def _bicgstab(
+    matvec: Callable[[Tensor], Tensor], b: Tensor, x0: Tensor, diag: Tensor, tol: float, max_iter: int
+) -> tuple[Tensor, int, bool]:
+    """Jacobi-preconditioned BiCGSTAB (van der Vorst) for a nonsingular, nonsymmetric ``matvec``
+    from x0; stops at |r| <= tol |b|. Returns (x, steps, converged)."""
+    b_norm = b.norm().item()
+    if b_norm == 0:
+        return torch.zeros_like(b), 0, True
+    x = x0.clone()
+    r = b - matvec(x)
+    r0 = r.clone()
+    rho = step_a = omega = 1.0
+    v = direction = torch.zeros_like(b)
+    for step in range(max_iter):
+        if r.norm().item() <= tol * b_norm:
+            return x, step, True
+        rho_new = r0.dot(r).item()
+        direction = r + (rho_new / rho) * (step_a / omega) * (direction - omega * v)
+        y = direction / diag
+        v = matvec(y)
+        r0_v = r0.dot(v).item()
+        if rho_new == 0 or r0_v == 0:  # breakdown (r orthogonal to r0): return what there is
+            return x, step, False
+        step_a = rho_new / r0_v
+        s = r - step_a * v
+        z = s / diag
+        t = matvec(z)
+        t_norm = t.dot(t).item()
+        omega = t.dot(s).item() / t_norm if t_norm > 0 else 0.0
+        x.add_(y, alpha=step_a).add_(z, alpha=omega)
+        r = s - omega * t
+        rho = rho_new
+        if omega == 0:
+            return x, step + 1, r.norm().item() <= tol * b_norm
     return x, max_iter, r.norm().item() <= tol * b_norm
 
 

@@ -378,6 +378,6 @@ def test_rarity_from_both_averages_the_percentiles_of_all_and_history_priors(sim
 def test_a_ranking_solve_that_does_not_converge_is_a_warning(sim, monkeypatch, caplog):
     import car.models.car_module as car_module
 
-    monkeypatch.setattr(car_module, "LIFT_SWEEPS", 1)
+    monkeypatch.setattr(car_module, "LIFT_SETS", 1)
     model_from_config("model=car").fit(sim.unlabeled(), trainer=FAST).rank(sim.unlabeled())
-    assert "ranking: the solve did not converge (1 sweeps" in caplog.text
+    assert "ranking: the solve did not converge (1 iterations" in caplog.text
