@@ -306,21 +306,21 @@ def _lift_solve(p: Tensor, ops: _Operators, prior: Tensor, t: Tensor, max_iter: 
     Alternating the two updates instead contracts by about alpha |l| / (alpha |l| + gamma) per
     sweep: thousands of sweeps for large patterns when no prior anchors the scores."""
     result = RankingResult(t=t, u=ops.update_u(t, p))
-    below = None
+    below = ops.below(t, result.u)
     with Progress("ranking: lifting", unit="active sets") as progress:
         for _ in range(max_iter):
-            now = ops.below(t, ops.update_u(t, p))
-            if below is not None and torch.equal(now, below):
-                result.converged = True
-                break
-            below = now
             lifted = ops.lifting(below)
-            t, steps, _ = _bicgstab(lifted.matvec_reduced, lifted.rhs_reduced(p, prior), t, lifted.diag_reduced(),
-                                    cg_tol, cg_max_iter)
+            t, steps, solved = _bicgstab(lifted.matvec_reduced, lifted.rhs_reduced(p, prior), t,
+                                         lifted.diag_reduced(), cg_tol, cg_max_iter)
             t.clamp_(min=0)
             result.iterations += 1
             result.cg_iterations += steps
             progress.update(result.iterations, f"{int(below.sum())} of {below.numel()} alert-pattern pairs lift")
+            now = ops.below(t, ops.update_u(t, p))
+            if torch.equal(now, below):
+                result.converged = solved
+                break
+            below = now
     result.t, result.u = t, ops.update_u(t, p)
     return result
 
