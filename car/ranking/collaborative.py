@@ -301,7 +301,8 @@ def _lift_solve(p: Tensor, ops: _Operators, prior: Tensor, t: Tensor, max_iter: 
     """The lifting fixed point by active sets, from ``t``. With the pairs whose pattern scores
     above the alert fixed, u = u(t) (over all pairs) substituted into the lifted t-equation is
     one linear system, nonsymmetric (u sees every alert of a pattern, an alert only the patterns
-    above it) but a strictly diagonally dominant M-matrix, solved by BiCGSTAB; the pairs are then
+    above it; unnormalised, its rows are strictly diagonally dominant with nonpositive
+    off-diagonal entries, an M-matrix), solved by BiCGSTAB; the pairs are then
     taken again from the solution, until they no longer change (at most ``max_iter`` times).
     Alternating the two updates instead contracts by about alpha |l| / (alpha |l| + gamma) per
     sweep: thousands of sweeps for large patterns when no prior anchors the scores."""
