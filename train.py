@@ -4,15 +4,30 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from types import FrameType
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from car.errors import CARError, os_error_line
 from car.pipeline import run
 
 log = logging.getLogger("car")
+TRAINING_LOOP = str(Path("loops") / "training_epoch_loop.py")  # Lightning's batch loop, which checks for SIGTERM
+
+
+def on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """Exit with 128 + signum, so that the MLflow run ends FAILED. Inside Lightning's batch loop
+    the Trainer's own handler, which runs first, has marked the signal and the loop stops at the
+    end of the batch (SIGTERMException) once its metrics are written: exiting there at once could
+    cut an MLflow write and leave the store locked, so that the run could not be ended."""
+    while frame is not None:
+        if frame.f_code.co_filename.endswith(TRAINING_LOOP):
+            return
+        frame = frame.f_back
+    sys.exit(128 + signum)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -20,9 +35,11 @@ def main(cfg: DictConfig) -> float | None:
     """Run one job; a CARError or a file-system error prints one line and exits 2 (no traceback)."""
     # SIGTERM (`kill`, a scheduler's time limit) raises SystemExit, so the MLflow run ends FAILED;
     # otherwise MLflow's exit hook marks the killed run FINISHED and `car compare` counts it.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
         metrics = run(cfg, Path(HydraConfig.get().runtime.output_dir))
+    except SIGTERMException:
+        sys.exit(128 + signal.SIGTERM)
     except CARError as err:
         log.error("%s", err)
         sys.exit(2)

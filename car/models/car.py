@@ -8,6 +8,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import pandas as pd
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from car.alerts import AlertTable
 from car.errors import ConfigError, is_number
@@ -100,6 +101,8 @@ class CAR(AlertRanker):
         self.data.check_processes(self.trainer.num_nodes * self.trainer.num_devices)
         # weights_only: a checkpoint is loaded as tensors and plain containers, never as code.
         self.trainer.fit(self.module, datamodule=self.data, ckpt_path=resume, weights_only=True)
+        if self.trainer.received_sigterm:  # marked by the Trainer after the loop's last check for it
+            raise SIGTERMException
         return self
 
     def rank(self, alerts: AlertTable) -> Ranking:
