@@ -317,12 +317,13 @@ def _lift_solve(p: Tensor, ops: _Operators, prior: Tensor, t: Tensor, max_iter: 
             result.iterations += 1
             result.cg_iterations += steps
             progress.update(result.iterations, f"{int(below.sum())} of {below.numel()} alert-pattern pairs lift")
-            now = ops.below(t, ops.update_u(t, p))
+            result.u = ops.update_u(t, p)
+            now = ops.below(t, result.u)
             if torch.equal(now, below):
                 result.converged = solved
                 break
             below = now
-    result.t, result.u = t, ops.update_u(t, p)
+    result.t = t
     return result
 
 
