@@ -20,10 +20,12 @@ from car.models.base import Ranking
 from car.models.baselines import Rarity
 from car.outputs.pictures import (
     ATTACK_PICTURE,
+    ENTITY_NAME,
     HISTOGRAM_PICTURE,
     MAX_LANES,
     PICTURE_FILES,
     PR_PICTURE,
+    STEP_NAME,
     STYLE,
     TOP_PATTERNS,
     attack_figure,
@@ -83,9 +85,9 @@ def test_attack_picture_draws_the_top_patterns_on_their_steps(run):
         title = ax.get_title(loc="left").split("\n")
         assert title[0].startswith(f"pattern {pattern.pattern_id}: {pattern.occurrences} occurrences")
         assert title[1] == pattern.steps
-        columns = [t.get_text().replace("\n", "") for t in ax.get_xticklabels()]
+        columns = [t.get_text().replace("\n", "") for t in ax.texts if t.get_gid() == STEP_NAME]
         assert columns == pattern.steps.split(" > ")
-        entities = [t.get_text() for t in ax.get_yticklabels()]
+        entities = [t.get_text() for t in ax.texts if t.get_gid() == ENTITY_NAME]
         assert 0 < len(entities) <= MAX_LANES and set(entities) <= set(pattern.entities.split(";"))
         assert len(ax.patches) > 0, "transitions are drawn as arrows"
     assert png(figure) == (run.out / ATTACK_PICTURE).read_bytes(), "the same ranking must give the same bytes"
@@ -108,7 +110,28 @@ def test_alert_text_with_dollars_is_drawn_as_text_not_math():
                              "alert_count": [3], "score": [1.0]})
     figure = attack_figure(graph, patterns)
     assert png(figure)[:8] == PNG_MAGIC  # mathtext would fail on the unknown command
-    assert [t.get_text() for t in figure.axes[0].get_xticklabels()] == ["\\$\\nocommand{x}\\$", "b"]
+    names = [t.get_text() for t in figure.axes[0].texts if t.get_gid() in (STEP_NAME, ENTITY_NAME)]
+    assert names == ["\\$\\nocommand{x}\\$", "b", "ADMIN\\$"]
+
+
+def test_long_names_are_cut_to_stay_inside_the_attack_picture():
+    entity, step = "WIDE-NAME-" * 6, "a step " * 30
+    graph = nx.DiGraph()
+    graph.add_node("x", entity=entity, type=step, alerts=2)
+    graph.add_node("y", entity=entity, type="b", alerts=1)
+    graph.add_edge("x", "y", count=2, patterns="1")
+    patterns = pd.DataFrame({"pattern_id": [1], "steps": [f"{step} > b"], "occurrences": [2],
+                             "alert_count": [3], "score": [1.0]})
+    with matplotlib.rc_context(STYLE):
+        figure = attack_figure(graph, patterns)
+        png(figure)
+    renderer = figure.canvas.get_renderer()
+    names = [t for t in figure.axes[0].texts if t.get_gid() in (STEP_NAME, ENTITY_NAME)]
+    assert [t.get_text().count("\n") for t in names] == [2, 0, 0], "a step name takes at most three lines"
+    assert names[2].get_text().endswith("\u2026") and entity.startswith(names[2].get_text()[:-1])
+    for name in names:
+        box = name.get_window_extent(renderer)
+        assert 0 <= box.x0 and box.x1 <= figure.bbox.width and 0 <= box.y0, f"{name.get_text()!r} leaves the picture"
 
 
 def test_no_pattern_gives_a_picture_that_says_so():
