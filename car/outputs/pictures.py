@@ -37,7 +37,7 @@ CURVE = 0.12  # arc3 bend of the arrows: back edges (a type repeated in the step
 ATTACK_COLOR, BENIGN_COLOR, NODE_COLOR = "#c0392b", "#7f8c8d", "#2c3e50"
 WIDTH, MARGIN = 10.0, 0.2  # inches: attack picture, its left and right margins
 LANE, ABOVE, BELOW = 0.55, 0.6, 0.75  # inches: per entity lane, above a panel (title), below (step names)
-NAME_GAP = 14  # pixels between the lanes and the step and entity names
+NAME_GAP, NAME_SIZE = 14, 8  # pixels between the lanes and the step and entity names; their font size
 ENTITY_CHARS = 32  # longest entity name drawn whole
 STEP_NAME, ENTITY_NAME = "step name", "entity name"  # gids of those texts
 STYLE = {"font.size": 9, "axes.titlesize": 10}  # rc parameters the pictures are drawn with
@@ -100,20 +100,23 @@ def attack_figure(graph: nx.DiGraph, patterns: pd.DataFrame) -> Figure:
     height = sum(boxes) + len(boxes) * (ABOVE + BELOW)
     figure = Figure(figsize=(WIDTH, height), dpi=DPI)
     FigureCanvasAgg(figure)
+    # The lanes start right of the widest entity name (measured, not estimated from its length).
+    left = _name_width(figure, [e for entities in lanes for e in entities[:MAX_LANES]]) + (NAME_GAP / DPI) + MARGIN
     top = height
     for box, (row, sub), entities in zip(boxes, panels, lanes):
         top -= ABOVE + box
-        ax = figure.add_axes((0, top / height, 1, box / height))
+        ax = figure.add_axes((left / WIDTH, top / height, 1 - (left + MARGIN) / WIDTH, box / height))
         _draw_pattern(ax, graph, sub, row, entities)
         top -= BELOW
-    # The lanes start right of the widest entity name (measured, not estimated from its length).
-    renderer = figure.canvas.get_renderer()
-    names = [t.get_window_extent(renderer).width for ax in figure.axes for t in ax.texts if t.get_gid() == ENTITY_NAME]
-    left = (max(names, default=0) + NAME_GAP) / DPI + MARGIN
-    for ax in figure.axes:
-        box = ax.get_position()
-        ax.set_position((left / WIDTH, box.y0, 1 - (left + MARGIN) / WIDTH, box.height))
     return figure
+
+
+def _name_width(figure: Figure, entities: list[str]) -> float:
+    """Width in inches of the widest of ``entities`` drawn as an entity name."""
+    renderer, probe = figure.canvas.get_renderer(), figure.text(0, 0, "", fontsize=NAME_SIZE)
+    widths = [probe.set_text(_plain(_short(e))) or probe.get_window_extent(renderer).width for e in entities]
+    probe.remove()
+    return max(widths, default=0.0) / DPI
 
 
 def _pattern_edges(graph: nx.DiGraph, pattern_id: int) -> nx.DiGraph:
@@ -146,12 +149,15 @@ def _draw_pattern(ax: Axes, graph: nx.DiGraph, sub: nx.DiGraph, pattern: tuple, 
                             font_size=7, font_color="white")
     nx.draw_networkx_edges(drawn, pos, ax=ax, width=widths, edge_color=ATTACK_COLOR, alpha=0.7, arrows=True,
                            arrowsize=12, node_size=NODE_SIZE, connectionstyle=f"arc3,rad={CURVE}")
-    # Counts near the middle of each curve (offset by the bend in data units, which matplotlib
-    # applies in display units), placed here: networkx's curved-label placement took a third
-    # of the time of drawing this picture.
+    # Counts at the middle of each curve, placed here (networkx's curved-label placement took a
+    # third of the time of this picture). Arc3 bends an edge in display units: its middle is
+    # CURVE/2 times the edge's display vector, turned a right angle, off the straight line.
+    box = ax.get_position()
+    x_dots, y_dots = box.width * WIDTH * DPI / len(columns), LANE * DPI  # per data unit (see the limits below)
     for (u, v), count in counts.items():
         (x0, y0), (x1, y1) = pos[u], pos[v]
-        x, y = ((x0 + x1) / 2 + CURVE / 2 * (y1 - y0), (y0 + y1) / 2 - CURVE / 2 * (x1 - x0)) if u != v else (x0, y0 + 0.3)
+        bend_x, bend_y = CURVE / 2 * (y1 - y0) * y_dots / x_dots, -CURVE / 2 * (x1 - x0) * x_dots / y_dots
+        x, y = ((x0 + x1) / 2 + bend_x, (y0 + y1) / 2 + bend_y) if u != v else (x0, y0 + 0.3)
         ax.text(x, y, str(count), fontsize=7, ha="center", va="center",
                 bbox={"boxstyle": "round,pad=0.15", "fc": "white", "lw": 0})
     shown = f"; the {len(entities)} busiest of {len(ranked)} entities" if len(ranked) > len(entities) else ""
@@ -162,10 +168,11 @@ def _draw_pattern(ax: Axes, graph: nx.DiGraph, sub: nx.DiGraph, pattern: tuple, 
     below = offset_copy(ax.get_xaxis_transform(), fig=ax.figure, y=-NAME_GAP, units="dots")
     for x, column in enumerate(columns):
         ax.text(x, 0, _plain(textwrap.fill(column, 24, max_lines=3, placeholder="...")), transform=below,
-                fontsize=8, ha="center", va="top", gid=STEP_NAME)
+                fontsize=NAME_SIZE, ha="center", va="top", gid=STEP_NAME)
     beside = offset_copy(ax.get_yaxis_transform(), fig=ax.figure, x=-NAME_GAP, units="dots")
     for y, entity in enumerate(entities):
-        ax.text(0, -y, _plain(_short(entity)), transform=beside, fontsize=8, ha="right", va="center", gid=ENTITY_NAME)
+        ax.text(0, -y, _plain(_short(entity)), transform=beside, fontsize=NAME_SIZE, ha="right", va="center",
+                gid=ENTITY_NAME)
     ax.set_xlim(-0.6, len(columns) - 0.4)
     ax.set_ylim(-len(entities) + 0.3, 0.6)
 

@@ -134,6 +134,26 @@ def test_long_names_are_cut_to_stay_inside_the_attack_picture():
         assert 0 <= box.x0 and box.x1 <= figure.bbox.width and 0 <= box.y0, f"{name.get_text()!r} leaves the picture"
 
 
+def test_counts_of_a_transition_and_its_way_back_sit_apart_on_their_curves():
+    graph = nx.DiGraph()
+    graph.add_node("a", entity="host", type="a", alerts=9)
+    graph.add_node("b", entity="host", type="b", alerts=5)
+    graph.add_edge("a", "b", count=11, patterns="1")
+    graph.add_edge("b", "a", count=10, patterns="1")
+    patterns = pd.DataFrame({"pattern_id": [1], "steps": ["a > b > a"], "occurrences": [5],
+                             "alert_count": [14], "score": [1.0]})
+    with matplotlib.rc_context(STYLE):
+        figure = attack_figure(graph, patterns)
+        png(figure)
+    renderer = figure.canvas.get_renderer()
+    ax = figure.axes[0]
+    labels = {t.get_text(): t.get_window_extent(renderer) for t in ax.texts if t.get_text() in ("10", "11")}
+    arrows = [p.get_path().transformed(p.get_transform()).get_extents() for p in ax.patches]
+    assert not labels["10"].overlaps(labels["11"]), "the two counts must not cover each other"
+    for box in labels.values():
+        assert any(box.overlaps(arrow) for arrow in arrows), "a count sits on its curve"
+
+
 def test_no_pattern_gives_a_picture_that_says_so():
     empty = Ranking(scores=np.zeros(1), graph=nx.DiGraph())
     figure = attack_figure(empty.graph, empty.patterns)
