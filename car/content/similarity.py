@@ -26,41 +26,25 @@ Coo = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 @torch.no_grad()
 def tuple_knn(model: EntityEmbedding, tuples: np.ndarray, k: int = 10, chunk_size: int = 1024,
-              max_exact: int = 20_000, block_size: int = 2048) -> Coo:
+              max_exact: int = 4096, cell_size: int = 256, copies: int = 3) -> Coo:
     """Symmetric k-NN graph over distinct tuples (u, m): COO ``(row, col, weight)``.
 
     Each tuple keeps its ``min(k, u-1)`` most similar other tuples (ties by index via
     ``torch.topk``); the union with the transpose makes the graph symmetric, so a tuple
     has at least that many neighbours. No self loops; weights float64 in [0, 1].
-    Exact search costs u^2: above ``max_exact`` tuples, neighbours are searched within
-    blocks of at most ``block_size`` tuples sharing attribute values (see `tuple_blocks`), so
-    cost is at most u * block_size (blocks of 20,000 took 55 of the 64 s of ranking 1 M
-    simulated alerts; blocks of 2,048 take under 10 s, and under 4 s searched in padded batches).
+    Exact search costs u^2: above ``max_exact`` tuples neighbours are searched approximately in
+    k-means cells of about ``cell_size`` tuples (see `_cell_knn`), at a cost of about
+    u * copies * cell_size. On simulated alerts this keeps 0.99 of the exact edges at 7,000
+    tuples in a quarter of the time (0.07 s) and gives the exact search's AP at 13,000 and 60,000.
     """
     tuples = np.asarray(tuples)
     u, m = np.shape(tuples)
     x = _unit_vectors(model, tuples)
     if u > max_exact:
-        row, col, sim = _blocked_knn(x, tuple_blocks(tuples, block_size), k)
+        row, col, sim = _cell_knn(x, k, cell_size, copies)
     else:
         row, col, sim = _exact_knn(x, k, chunk_size)
     return _symmetrise(row, col, ((sim.double() + m) / (2 * m)).clamp(0, 1).numpy(), u)
-
-
-def tuple_blocks(tuples: np.ndarray, max_size: int, column: int = 0) -> list[np.ndarray]:
-    """Indices of tuples split by the value of column 0, then 1, ... until each block holds at
-    most ``max_size`` tuples (a block still too large after the last column is cut in order)."""
-    index = np.arange(len(tuples))
-    if len(tuples) <= max_size:
-        return [index]
-    if column == tuples.shape[1]:
-        return np.array_split(index, -(-len(index) // max_size))
-    order = np.argsort(tuples[:, column], kind="stable")
-    cuts = np.flatnonzero(np.diff(tuples[order, column])) + 1
-    blocks = []
-    for part in np.split(order, cuts):
-        blocks += [part[sub] for sub in tuple_blocks(tuples[part], max_size, column + 1)]
-    return blocks
 
 
 def _unit_vectors(model: EntityEmbedding, tuples: np.ndarray) -> torch.Tensor:
@@ -88,43 +72,88 @@ def _exact_knn(x: torch.Tensor, k: int, chunk_size: int) -> tuple[np.ndarray, np
     return torch.cat(rows).numpy(), torch.cat(cols).numpy(), torch.cat(sims)
 
 
-def _blocked_knn(x: torch.Tensor, blocks: list[np.ndarray], k: int,
-                 max_cells: int = 1 << 24) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
-    """`_exact_knn` within each block of row indices. Blocks padded to one width (the next
-    power of two up to 64, then the next multiple of 64) are searched together, up to
-    ``max_cells`` similarities at a time: one small block per call cost a millisecond of
-    overhead, and 1 M simulated alerts have 12,000 blocks."""
-    sizes = np.array([len(b) for b in blocks])
-    width = np.where(sizes <= 64, 1 << np.ceil(np.log2(np.maximum(sizes, 2))).astype(np.int64), -(-sizes // 64) * 64)
+def _cell_knn(x: torch.Tensor, k: int, cell_size: int = 256, copies: int = 3, dim: int = 64,
+              seed: int = 0) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+    """Approximate `_exact_knn` (an inverted-file search). Rows are grouped into about
+    u / ``cell_size`` k-means cells (`_nearest_cells`, on the rows projected to their ``dim``
+    principal components); every row is stored in its ``copies`` nearest cells and searched
+    against the rows stored in its nearest one, so it costs about u * copies * cell_size
+    similarities. On 1 M simulated alerts (430 k tuples) this keeps ~0.89 of the exact directed
+    edges, where splitting the tuples by attribute values into blocks of 2,048 kept 0.62."""
+    u, d = x.shape
+    g = torch.Generator().manual_seed(seed)
+    sample = x[torch.randperm(u, generator=g)[:20_000]]
+    mean = sample.mean(0)
+    basis = torch.linalg.eigh((sample - mean).T @ (sample - mean))[1][:, -dim:] if dim < d else torch.eye(d)
+    near, cells = _nearest_cells(F.normalize((x - mean) @ basis, dim=1), cell_size, copies, g)
+    # (cell, row) pairs ordered by cell, then by how near the cell is: a cell's home rows first
+    rank = torch.arange(near.shape[1]).expand(u, -1)
+    stored = near >= 0
+    cell, row = near[stored], torch.arange(u).unsqueeze(1).expand_as(near)[stored]
+    row = row[torch.argsort(cell * near.shape[1] + rank[stored], stable=True)]
+    count = torch.bincount(cell, minlength=cells)
+    start = torch.cumsum(count, 0) - count
+    home = torch.bincount(near[:, 0], minlength=cells)
     rows, cols, sims = [], [], []
-    for w in np.unique(width):
-        members = np.flatnonzero(width == w)
-        per_call = max(1, max_cells // int(w * w))
-        for start in range(0, len(members), per_call):
-            group = members[start : start + per_call]
-            index = torch.from_numpy(_padded(blocks, group, int(w)))
-            valid = index >= 0
-            vectors = x[index.clamp(min=0)]
-            sim = vectors @ vectors.transpose(1, 2)
-            sim.masked_fill_(~valid.unsqueeze(1), -torch.inf)
-            sim.diagonal(dim1=1, dim2=2).fill_(-torch.inf)
-            top = torch.topk(sim, min(k, int(w) - 1), dim=2)
-            keep = torch.isfinite(top.values) & valid.unsqueeze(2)
-            block, row, _ = keep.nonzero(as_tuple=True)
-            rows.append(index[block, row])
-            cols.append(index[block, top.indices[keep]])
-            sims.append(top.values[keep])
+    for c in torch.nonzero(home).flatten().tolist():
+        keys = row[start[c] : start[c] + count[c]]
+        queries = keys[: home[c]]
+        kk = min(k, len(keys) - 1)
+        if kk <= 0:
+            continue
+        vectors = x[keys]
+        sim = vectors[: len(queries)] @ vectors.T
+        sim[:, : len(queries)].fill_diagonal_(-torch.inf)
+        top = torch.topk(sim, kk, dim=1)
+        rows.append(queries.repeat_interleave(kk))
+        cols.append(keys[top.indices].reshape(-1))
+        sims.append(top.values.reshape(-1))
     return torch.cat(rows).numpy(), torch.cat(cols).numpy(), torch.cat(sims)
 
 
-def _padded(blocks: list[np.ndarray], group: np.ndarray, width: int) -> np.ndarray:
-    """Blocks ``group`` as rows of a (len(group), width) index matrix, padded with -1."""
-    lengths = np.array([len(blocks[g]) for g in group])
-    block = np.repeat(np.arange(len(group)), lengths)
-    within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    out = np.full((len(group), width), -1, dtype=np.int64)
-    out[block, within] = np.concatenate([blocks[g] for g in group])
-    return out
+def _nearest_cells(z: torch.Tensor, size: int, copies: int, generator: torch.Generator,
+                   iters: int = 10, per_cell: int = 32) -> tuple[torch.Tensor, int]:
+    """The ``copies`` nearest of about u / ``size`` k-means cells of every unit row of z (u, dim),
+    best first (-1 where a row has fewer), and the number of cells. Two levels, so a row is
+    scored against ~2 sqrt(u / size) centroids instead of all: sqrt(u / size) coarse cells, each
+    split into (its rows / size) cells; a row is scored against the cells of its two nearest
+    coarse cells."""
+    u = len(z)
+    n_coarse = max(1, round((u / size) ** 0.5))
+    coarse = _kmeans(z[torch.randperm(u, generator=generator)[: 4 * per_cell * n_coarse]], n_coarse, iters, generator)
+    nearest = torch.topk(z @ coarse.T, min(2, n_coarse), dim=1).indices
+    # candidates: the best ``copies`` cells within each of a row's two coarse cells
+    cells = torch.full((u, 2, copies), -1, dtype=torch.int64)
+    scores = torch.full((u, 2, copies), -torch.inf)
+    total = 0
+    for t in range(n_coarse):
+        home = torch.nonzero(nearest[:, 0] == t).flatten()
+        if not len(home):
+            continue
+        n = max(1, round(len(home) / size))
+        sample = home[torch.randperm(len(home), generator=generator)[: per_cell * n]]
+        centroids = _kmeans(z[sample], n, iters, generator)
+        scored = torch.nonzero((nearest == t).any(1)).flatten()
+        top = torch.topk(z[scored] @ centroids.T, min(copies, n), dim=1)
+        slot = (nearest[scored, 0] != t).long().unsqueeze(1)
+        width = torch.arange(top.indices.shape[1])
+        cells[scored.unsqueeze(1), slot, width] = total + top.indices
+        scores[scored.unsqueeze(1), slot, width] = top.values
+        total += n
+    best = torch.topk(scores.reshape(u, -1), copies, dim=1)
+    near = torch.gather(cells.reshape(u, -1), 1, best.indices)
+    return near.masked_fill(~torch.isfinite(best.values), -1), total
+
+
+def _kmeans(z: torch.Tensor, n: int, iters: int, generator: torch.Generator) -> torch.Tensor:
+    """Spherical k-means: n unit centroids of the unit rows z, from n random rows."""
+    centroids = z[torch.randperm(len(z), generator=generator)[:n]].clone()
+    for _ in range(iters):
+        nearest = torch.argmax(z @ centroids.T, 1)
+        total = torch.zeros_like(centroids).index_add_(0, nearest, z)
+        centroids = torch.where(torch.bincount(nearest, minlength=n).unsqueeze(1) > 0,
+                                F.normalize(total, dim=1), centroids)
+    return centroids
 
 
 def knn_similarity(

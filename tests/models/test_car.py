@@ -375,9 +375,9 @@ def test_rarity_from_both_averages_the_percentiles_of_all_and_history_priors(sim
     np.testing.assert_allclose(model.module.rank_alerts(model.data).prior, expected)
 
 
-def test_a_ranking_solve_that_does_not_converge_is_a_warning(sim, monkeypatch, caplog):
+def test_a_ranking_solve_that_does_not_converge_is_a_warning(sim20k, monkeypatch, caplog):
     import car.models.car_module as car_module
 
-    monkeypatch.setattr(car_module, "LIFT_SETS", 1)
-    model_from_config("model=car").fit(sim.unlabeled(), trainer=FAST).rank(sim.unlabeled())
+    monkeypatch.setattr(car_module, "LIFT_SETS", 1)  # this simulator needs 3 active sets
+    model_from_config("model=car").fit(sim20k, trainer=FAST).rank(sim20k)
     assert "ranking: the solve did not converge (1 iterations" in caplog.text
