@@ -82,9 +82,10 @@ def _cell_knn(x: torch.Tensor, k: int, cell_size: int = 256, copies: int = 3, di
     edges, where splitting the tuples by attribute values into blocks of 2,048 kept 0.62."""
     u, d = x.shape
     g = torch.Generator().manual_seed(seed)
-    sample = x[torch.randperm(u, generator=g)[:20_000]]
+    sample = x[torch.randperm(u, generator=g)[:20_000]]  # enough rows for the principal components
     mean = sample.mean(0)
-    basis = torch.linalg.eigh((sample - mean).T @ (sample - mean))[1][:, -dim:] if dim < d else torch.eye(d)
+    centred = sample - mean
+    basis = torch.linalg.eigh(centred.T @ centred)[1][:, -dim:] if dim < d else torch.eye(d)
     near, cells = _nearest_cells(F.normalize((x - mean) @ basis, dim=1), cell_size, copies, g)
     # (cell, row) pairs ordered by cell, then by how near the cell is: a cell's home rows first
     rank = torch.arange(near.shape[1]).expand(u, -1)
