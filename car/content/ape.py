@@ -180,12 +180,14 @@ class EntityEmbedding(torch.nn.Module):
         data_flat = tuples[rows, attr] + self.offsets[attr]
 
         # Training tuples and noise hold known values only, so the unknown mask of `vectors` (a
-        # multiply and its backward per lookup, a fifth of the step) is not needed here.
-        e = self.embedding(tuples + self.offsets)
+        # multiply and its backward per lookup, a fifth of the step) is not needed here. On CPU,
+        # index_select's backward (an index_add) takes half the time of nn.Embedding's.
+        b, table = len(rows), self.embedding.weight
+        e = table.index_select(0, (tuples + self.offsets).view(-1)).view(b, self.m, -1)
         s, g = self._compatibility_and_context(e)
-        noise_v = self.embedding(noise_flat)
-        delta = noise_v - e[rows, attr].unsqueeze(1)
-        noise_s = s.unsqueeze(1) + (delta * g[rows, attr].unsqueeze(1)).sum(-1)
+        noise_v = table.index_select(0, noise_flat.view(-1)).view(b, self.k, -1)
+        g_a = g[rows, attr]
+        noise_s = (s - (e[rows, attr] * g_a).sum(-1)).unsqueeze(1) + (noise_v * g_a.unsqueeze(1)).sum(-1)
 
         shift = self.bias - float(np.log(self.k))
         data_logit = s + shift - self.noise_log_prob[data_flat]
