@@ -99,7 +99,8 @@ HISTORY_ONLY = {"rarity-history"}
 
 def datasets(args: argparse.Namespace) -> list[tuple[str, list[str], bool]]:
     """(name, data overrides, has history) for every data set asked for; absent files skipped."""
-    out = [(f"sim-seed{s}", ["data=enterprise_sim", "data.n_alerts=20000", f"seed={s}"], False) for s in args.seeds]
+    sim = ["data=enterprise_sim", f"data.n_alerts={args.sim_alerts}", f"data.n_hosts={args.sim_hosts}"]
+    out = [(f"sim-seed{s}", [*sim, f"seed={s}"], False) for s in args.seeds]
     for scenario in args.scenarios:
         path = AIT / f"{scenario}_alerts.csv.gz"
         if not path.exists():
@@ -160,6 +161,8 @@ def main() -> None:
     parser.add_argument("--scenarios", nargs="*", default=["russellmitchell", "shaw"], choices=SCENARIOS)
     parser.add_argument("--protocols", nargs="*", default=["p1", "p2"], choices=["p1", "p2"])
     parser.add_argument("--seeds", nargs="*", type=int, default=[0], help="simulator seeds (none: skip it)")
+    parser.add_argument("--sim-alerts", type=int, default=20000, help="simulated alerts per seed")
+    parser.add_argument("--sim-hosts", type=int, default=120, help="simulated hosts (entities)")
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--history", choices=SCENARIOS, default=None,
                         help="P2 history for every scenario (default: shaw, russellmitchell for shaw)")

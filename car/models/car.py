@@ -31,7 +31,7 @@ OPTIONS = {
                  "rarity_weight", "graph_top", "baseline", "diversity"},
     "ranking": {"alpha", "beta", "gamma", "lam", "prior", "rarity_from", "burst_gap", "value_surprise",
                 "context_window", "context_weight", "content_prior", "normalized", "size_weighted", "neighbours",
-                "surprise_bandwidth", "agreement"},
+                "surprise_bandwidth", "normalise_similarity", "agreement"},
 }
 
 
@@ -41,8 +41,8 @@ RARITY_FROM = ("history", "batch", "both", "all")  # where the prior is counted 
 def check_options(groups: Mapping[str, Mapping]) -> None:
     """A one-line ConfigError for an unknown or missing key of a model option group, or a value
     of a prior option (``ranking.rarity_from``, ``burst_gap``, ``value_surprise``,
-    ``context_window``, ``context_weight``), ``ranking.surprise_bandwidth``, ``ranking.agreement``
-    or ``patterns.diversity`` that means nothing."""
+    ``context_window``, ``context_weight``), ``ranking.surprise_bandwidth``, ``normalise_similarity``,
+    ``agreement`` or ``patterns.diversity`` that means nothing."""
     for group, keys in OPTIONS.items():
         given = set(groups[group])
         for key in sorted(given - keys):
@@ -62,6 +62,8 @@ def check_options(groups: Mapping[str, Mapping]) -> None:
     bandwidth = ranking["surprise_bandwidth"]
     if bandwidth is not None and not (is_number(bandwidth) and bandwidth > 0):
         raise ConfigError(f"model.ranking.surprise_bandwidth={bandwidth!r}: use nats > 0, or null for plain similarity")
+    if not isinstance(ranking["normalise_similarity"], bool):
+        raise ConfigError(f"model.ranking.normalise_similarity={ranking['normalise_similarity']!r}: use true or false")
     if ranking["agreement"] not in AGREEMENTS:
         raise ConfigError(f"model.ranking.agreement={ranking['agreement']!r}: use one of {', '.join(AGREEMENTS)}")
     diversity = groups["patterns"]["diversity"]

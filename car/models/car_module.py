@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from car.content.ape import EntityEmbedding
-from car.content.similarity import edge_preserving, knn_similarity
+from car.content.similarity import normalise_degrees, edge_preserving, knn_similarity
 from car.data.datamodule import AlertDataModule, EncodedAlerts
 from car.ranking.collaborative import RankingParams, build_graph, collaborative_rank
 from car.ranking.prior import alert_prior, burst_starts, entity_context, percentile
@@ -245,6 +245,8 @@ class CARModule(L.LightningModule):
             sim = knn_similarity(self.content, data.tuples, tuple_of, k=cfg["neighbours"])
             if cfg["surprise_bandwidth"] is not None:
                 sim = edge_preserving(sim, surprise, float(cfg["surprise_bandwidth"]))
+            if cfg["normalise_similarity"]:
+                sim = normalise_degrees(sim, tuple_of)
         graph = build_graph(n, len(found), occ.alert_idx, occ.pattern_idx, *sim)
         p = np.array([pat.dependency for pat in found], dtype=np.float64)
         if cfg["size_weighted"]:
