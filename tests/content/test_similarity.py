@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from car.content import EntityEmbedding, fit_ape, knn_similarity, tuple_knn, unique_tuples
-from car.content.similarity import edge_preserving
+from car.content.similarity import edge_preserving, normalise_degrees
 from car.data import load_alerts
 from car.data.datamodule import encode_alerts
 
@@ -144,3 +144,20 @@ def test_edge_preserving_similarity_fades_with_the_signal_gap():
     row, col, weight = edge_preserving(sim, signal, 0.25)
     assert row.tolist() == [0, 1, 0, 2] and col.tolist() == [1, 0, 2, 0]
     np.testing.assert_allclose(weight, [1.0, 1.0, 0.5 * np.exp(-2), 0.5 * np.exp(-2)])
+
+
+def test_normalised_similarity_damps_edges_across_tuples_by_their_totals():
+    """Alerts 0 and 1 share a tuple (a star edge, kept); alert 0 resembles alerts 2, 3 and 4 of
+    other tuples with total weight 1.5; alert 4 also resembles alert 3 (weight 0.2)."""
+    tuple_of = np.array([7, 7, 8, 9, 5])
+    pairs = [(0, 1, 1.0), (0, 2, 0.5), (0, 3, 0.5), (0, 4, 0.5), (3, 4, 0.2)]
+    row = np.array([a for a, b, _ in pairs] + [b for a, b, _ in pairs])
+    col = np.array([b for a, b, _ in pairs] + [a for a, b, _ in pairs])
+    weight = np.array([w for *_, w in pairs] * 2)
+    out_row, out_col, out = normalise_degrees((row, col, weight), tuple_of)
+    assert out_row.tolist() == row.tolist() and out_col.tolist() == col.tolist()
+    total = {0: 1.5, 1: 1.0, 2: 1.0, 3: 1.0, 4: 1.0}  # max(1, weight to other tuples)
+    expected = [w if tuple_of[a] == tuple_of[b] else w / np.sqrt(total[a] * total[b]) for a, b, w in zip(row, col, weight)]
+    np.testing.assert_allclose(out, expected)
+    assert out[0] == 1.0 and out[1] == pytest.approx(0.5 / np.sqrt(1.5))
+    assert out[4] == 0.2  # both totals below 1: never raised
