@@ -97,6 +97,25 @@ def test_a_model_saved_before_lifting_agreement_ranks_with_the_two_sided_objecti
     assert not np.allclose(explicit, lifted)
 
 
+def test_a_model_saved_before_normalised_similarity_ranks_with_raw_weights(fitted, tmp_path):
+    """Manifests written before ``ranking.normalise_similarity`` existed load with the raw
+    similarity weights they were fitted with (sessions 1-8)."""
+    import shutil
+
+    folder, first, _ = fitted
+    old = shutil.copytree(folder, tmp_path / "old")
+    manifest = json.loads((old / MANIFEST).read_text())
+    assert manifest["options"]["ranking"].pop("normalise_similarity") is True
+    (old / MANIFEST).write_text(json.dumps(manifest))
+    loaded = SavedModel.load(old)
+    assert loaded.car.options["ranking"]["normalise_similarity"] is False
+    manifest["options"]["ranking"]["normalise_similarity"] = False
+    (old / MANIFEST).write_text(json.dumps(manifest))
+    raw = loaded.rank(first.unlabeled()).ranking.scores
+    np.testing.assert_array_equal(raw, SavedModel.load(old).rank(first.unlabeled()).ranking.scores)
+    assert not np.allclose(raw, SavedModel.load(folder).rank(first.unlabeled()).ranking.scores)
+
+
 def test_new_alerts_grow_the_counts_by_exactly_themselves(fitted, sim):
     folder, first, _ = fitted
     saved = SavedModel.load(folder)
