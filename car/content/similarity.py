@@ -196,7 +196,7 @@ def normalise_degrees(sim: Coo, tuple_of: np.ndarray) -> Coo:
 
     With raw weights the pull toward look-alikes is ``beta D`` against the ridge ``gamma``, and
     D grows with the number of distinct tuples an alert resembles: on 200,000 simulated alerts
-    over 20,000 hosts, raw weights cost AP 0.18 against no similarity, normalised ones 0.05.
+    over 20,000 hosts (seed 0), raw weights cost AP 0.18 against no similarity, normalised ones 0.07.
     """
     row, col, weight = sim
     across = tuple_of[row] != tuple_of[col]
