@@ -10,7 +10,8 @@ to it with weight 1 (a star, so any two of them are two unit edges apart), and t
 k-NN edges link representatives. The graph has (n - u) + O(u k) undirected edges, and a
 graph-Laplacian smoother on it gives alerts with one tuple (nearly) the same score while
 the tuple-level neighbourhoods carry over. :func:`tuple_knn` returns the tuple-level graph
-itself for solvers that work on tuples with ``inverse``.
+itself for solvers that work on tuples with ``inverse``. :func:`edge_preserving` and
+:func:`normalise_degrees` reweight the alert graph for the ranking.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ fit:      loss = temporal leave-one-out NLL (Pitman-Yor discounts and strengths)
                  + content_weight * NCE loss (APE entity embeddings and pair weights)
 predict:  type rarity, value surprise, entity context -> prior q (car/ranking/prior.py);
           temporal surprise, content anomaly -> output columns; pattern search -> p and F;
-          embedding neighbours -> Sim (edge-preserving on the value surprise); collaborative
-          solve -> alert scores t, pattern scores u.
+          embedding neighbours -> Sim (edge-preserving on the value surprise, normalised
+          across tuples); collaborative solve -> alert scores t, pattern scores u.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from car.content.ape import EntityEmbedding
-from car.content.similarity import normalise_degrees, edge_preserving, knn_similarity
+from car.content.similarity import edge_preserving, knn_similarity, normalise_degrees
 from car.data.datamodule import AlertDataModule, EncodedAlerts
 from car.ranking.collaborative import RankingParams, build_graph, collaborative_rank
 from car.ranking.prior import alert_prior, burst_starts, entity_context, percentile
