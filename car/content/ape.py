@@ -32,19 +32,22 @@ def unique_tuples(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     """Distinct rows of ``codes`` (n, m): ``tuples`` (u, m), ``counts`` (u,), ``inverse`` (n,).
 
     ``tuples[inverse]`` equals ``codes``; tuples are sorted lexicographically.
-    Non-negative codes whose mixed-radix key fits in int64 take a 1-D fast path (one int64
-    key per row, same order as the rows' lexicographic order): ``np.unique(axis=0)`` sorts
-    a void view and took 6 s of the 10 s fit on 473k alerts.
+    Non-negative codes take a 1-D path: columns are folded left to right into one int64 key
+    (mixed radix, in the rows' lexicographic order), and where the next column would overflow
+    the key, the key is first replaced by its rank among the distinct prefixes.
+    ``np.unique(axis=0)`` sorts a void view: it took 6 s of the 10 s fit on 473k alerts, and
+    2.5 s on 1 M alerts over 100,000 hosts, whose attribute radices overflow int64 together.
     """
     codes = np.asarray(codes, dtype=np.int64)
     if codes.ndim == 2 and codes.size and codes.min() >= 0:
-        radix = [int(r) for r in codes.max(axis=0) + 1]
-        if np.prod(radix, dtype=object) < 2**63:
-            mult = np.array([int(np.prod(radix[j + 1:], dtype=object)) for j in range(len(radix))], dtype=np.int64)
-            _, first, inverse, counts = np.unique(
-                codes @ mult, return_index=True, return_inverse=True, return_counts=True
-            )
-            return codes[first], counts.astype(np.int64), inverse.reshape(-1).astype(np.int64)
+        key = codes[:, 0].copy()
+        for column in codes.T[1:]:
+            radix = int(column.max()) + 1
+            if (int(key.max()) + 1) * radix >= 2**63:
+                key = np.unique(key, return_inverse=True)[1].reshape(-1)
+            key = key * radix + column
+        _, first, inverse, counts = np.unique(key, return_index=True, return_inverse=True, return_counts=True)
+        return codes[first], counts.astype(np.int64), inverse.reshape(-1).astype(np.int64)
     tuples, inverse, counts = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
     return tuples, counts.astype(np.int64), inverse.reshape(-1).astype(np.int64)
 

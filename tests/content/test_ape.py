@@ -38,6 +38,20 @@ def test_unique_tuples_round_trip():
     np.testing.assert_array_equal(tuples[inverse], codes)
 
 
+def test_unique_tuples_whose_radices_overflow_int64_match_numpy():
+    """Six columns of up to 5,000 values (radix product about 2^74): the folded key is ranked
+    before it would overflow; the result is numpy's row-wise unique, in the same order."""
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 5000, size=(300, 6))
+    base[:, 0] = 4999  # every column's radix is large, so the product overflows int64
+    codes = base[rng.integers(0, len(base), size=2000)]
+    tuples, counts, inverse = unique_tuples(codes)
+    expected, expected_inverse, expected_counts = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
+    np.testing.assert_array_equal(tuples, expected)
+    np.testing.assert_array_equal(counts, expected_counts)
+    np.testing.assert_array_equal(inverse, expected_inverse.reshape(-1))
+
+
 def test_noise_sampling_follows_unigram_to_the_075():
     tuples = np.array([[0, 0], [1, 1], [2, 1]])
     counts = np.array([1, 16, 81])
