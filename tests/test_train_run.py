@@ -48,6 +48,8 @@ def mlflow_run(uri: str, experiment: str):
 
 
 def test_enterprise_run_writes_contract_and_logs_to_mlflow(tmp_path):
+    import mlflow
+
     proc, out, uri = run_train(tmp_path, "+experiment=enterprise", "data.n_alerts=4000")
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranked = check_csv_contract(out, n_input=len(pd.read_csv(out / "ranked_alerts.csv")) + len(pd.read_csv(out / "rejected_alerts.csv")))
@@ -58,6 +60,11 @@ def test_enterprise_run_writes_contract_and_logs_to_mlflow(tmp_path):
     assert run["status"] == "FINISHED"
     assert run["metrics.attack/raw/ap"] == pytest.approx(metrics["attack/raw/ap"])
     assert run["params.data.n_alerts"] == "4000"
+    # 30 training steps (one per epoch), metrics written every trainer.log_every_n_steps = 5 of them
+    client = mlflow.MlflowClient()
+    for key in ("train/loss", "train/temporal_nll", "train/nce"):
+        steps = [m.step for m in client.get_metric_history(run.run_id, key)]
+        assert np.diff(steps).tolist() == [5] * 5, (key, steps)
     assert {"ranked_alerts.csv", "ranked_patterns.csv", "rejected_alerts.csv", "metrics.json", "config.yaml",
             "attack_graph.graphml", "attack_patterns.png", "score_histogram.png", "precision_recall.png",
             "report.html"} <= artifacts
