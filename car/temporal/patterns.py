@@ -26,7 +26,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import torch
 
 from car.progress import Progress
@@ -202,14 +201,17 @@ class _GappedCounter:
     def _sequence_chance(self, occ: _Occ, row: np.ndarray, symbol: np.ndarray) -> np.ndarray:
         """Chance rate of each candidate (row, symbol) in the sequences where its prefix occurs:
         the mean over the prefix's occurrences of the per-sequence rate of ``symbol``, (c,)."""
-        key, n = np.unique(occ.row * (self.seq.max() + 1) + self.seq[occ.first], return_counts=True)
-        per = pd.DataFrame({"row": key // (self.seq.max() + 1), "seq": key % (self.seq.max() + 1), "n": n})
-        cand = pd.DataFrame({"row": row, "symbol": symbol, "c": np.arange(len(row))})
-        both = cand.merge(per, on="row")
-        look = both["seq"].to_numpy() * self.base + both["symbol"].to_numpy()
+        width = self.seq.max() + 1
+        key, n = np.unique(occ.row * width + self.seq[occ.first], return_counts=True)
+        per_row, per_seq = key // width, key % width  # sorted by row
+        # each candidate joined with every sequence of its prefix's row (a one-to-many join)
+        lo, hi = np.searchsorted(per_row, row), np.searchsorted(per_row, row, side="right")
+        c = np.repeat(np.arange(len(row)), hi - lo)
+        at_per = np.arange(len(c)) + np.repeat(lo - np.cumsum(hi - lo) + (hi - lo), hi - lo)
+        look = per_seq[at_per] * self.base + symbol[c]
         at = np.minimum(np.searchsorted(self.seq_key, look), len(self.seq_key) - 1)
         rate = np.where(self.seq_key[at] == look, self.seq_chance[at], 0.0)
-        total = np.bincount(both["c"], weights=both["n"] * rate, minlength=len(row))
+        total = np.bincount(c, weights=n[at_per] * rate, minlength=len(row))
         q0 = total / np.bincount(occ.row, minlength=row.max(initial=-1) + 1)[row]
         return np.maximum(q0, self.chance[symbol] * 1e-3)
 
