@@ -24,7 +24,7 @@ from car.data.datamodule import AlertDataModule, EncodedAlerts
 from car.ranking.collaborative import RankingParams, build_graph, collaborative_rank
 from car.ranking.prior import alert_prior, burst_starts, entity_context, percentile
 from car.temporal.context_tree import COUNT_ARRAYS, ChainCounts
-from car.temporal.patterns import Occurrences, Pattern, find_patterns, pattern_occurrences
+from car.temporal.patterns import Occurrences, Pattern, concatenated_ranges, find_patterns, pattern_occurrences
 from car.temporal.pitman_yor import PitmanYorTree
 
 # Lightning installs its own console handlers; under Hydra every line would print twice.
@@ -283,7 +283,7 @@ def runs_to_alerts(occ: Occurrences, alert_run: np.ndarray) -> Occurrences:
     alerts. ``alert_run`` (n,) non-decreasing run index of each alert."""
     start = np.searchsorted(alert_run, np.arange(alert_run.max(initial=-1) + 2))
     length = np.diff(start)[occ.alert_idx]
-    alerts = np.arange(length.sum()) + np.repeat(start[occ.alert_idx] - np.cumsum(length) + length, length)
+    alerts = concatenated_ranges(start[occ.alert_idx], start[occ.alert_idx + 1])
     return Occurrences(
         alert_idx=alerts, pattern_idx=np.repeat(occ.pattern_idx, length), occ_pattern=occ.occ_pattern,
         occ_first=start[occ.occ_first], occ_last=start[occ.occ_last + 1] - 1, count=occ.count,

@@ -6,7 +6,7 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
-from car.temporal.patterns import Occurrences
+from car.temporal.patterns import Occurrences, concatenated_ranges
 
 ISO = "%Y-%m-%dT%H:%M:%SZ"  # edge times, UTC
 
@@ -56,6 +56,5 @@ def _occurrence_steps(occ: Occurrences, keep_pattern: np.ndarray) -> pd.DataFram
     kept = np.flatnonzero(keep_pattern[occ.occ_pattern])
     lo = np.searchsorted(key, occ.occ_pattern[kept] * n + occ.occ_first[kept])
     hi = np.searchsorted(key, occ.occ_pattern[kept] * n + occ.occ_last[kept], side="right")
-    length = hi - lo
-    at = np.arange(length.sum()) + np.repeat(lo - np.cumsum(length) + length, length)
-    return pd.DataFrame({"occ": np.repeat(kept, length), "pattern": occ.pattern_idx[at], "alert": occ.alert_idx[at]})
+    at = concatenated_ranges(lo, hi)
+    return pd.DataFrame({"occ": np.repeat(kept, hi - lo), "pattern": occ.pattern_idx[at], "alert": occ.alert_idx[at]})

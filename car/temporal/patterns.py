@@ -151,7 +151,7 @@ class _TreeCounter:
         node = self.tree.lookup(history)[:, k]
         rows = np.flatnonzero(node >= 0)
         start, stop = level.node_start[node[rows]], level.node_start[node[rows] + 1]
-        entry = _ranges(start, stop)
+        entry = concatenated_ranges(start, stop)
         row = np.repeat(rows, stop - start)
         keep = level.entry_count[entry] >= min_support
         row, entry = row[keep], entry[keep]
@@ -206,8 +206,7 @@ class _GappedCounter:
         per_row, per_seq = key // width, key % width  # sorted by row
         # each candidate joined with every sequence of its prefix's row (a one-to-many join)
         lo, hi = np.searchsorted(per_row, row), np.searchsorted(per_row, row, side="right")
-        c = np.repeat(np.arange(len(row)), hi - lo)
-        at_per = np.arange(len(c)) + np.repeat(lo - np.cumsum(hi - lo) + (hi - lo), hi - lo)
+        c, at_per = np.repeat(np.arange(len(row)), hi - lo), concatenated_ranges(lo, hi)
         look = per_seq[at_per] * self.base + symbol[c]
         at = np.minimum(np.searchsorted(self.seq_key, look), len(self.seq_key) - 1)
         rate = np.where(self.seq_key[at] == look, self.seq_chance[at], 0.0)
@@ -392,8 +391,8 @@ def _occurrences(per_pattern: list[np.ndarray], n: int) -> Occurrences:
     return Occurrences(alert_idx, pattern_idx, occ_pattern, first, last, count)
 
 
-def _ranges(start: np.ndarray, stop: np.ndarray) -> np.ndarray:
-    """Concatenation of arange(start[r], stop[r]) over r."""
+def concatenated_ranges(start: np.ndarray, stop: np.ndarray) -> np.ndarray:
+    """Concatenation of arange(start[r], stop[r]) over r, int64 (sum of stop - start,)."""
     length = stop - start
     offset = np.repeat(start - np.cumsum(length) + length, length)
     return np.arange(length.sum()) + offset

@@ -179,3 +179,11 @@ def test_sequence_baseline_ignores_a_hosts_own_routine():
     assert not routine_in_top("sequence")
     found = find_patterns(tree, model, baseline="sequence", max_patterns=10)
     assert recall([attack], found) == 1
+
+
+def test_concatenated_ranges_by_hand():
+    from car.temporal.patterns import concatenated_ranges
+
+    got = concatenated_ranges(np.array([2, 5, 7]), np.array([4, 5, 10]))
+    assert got.tolist() == [2, 3, 7, 8, 9]
+    assert concatenated_ranges(np.zeros(0, np.int64), np.zeros(0, np.int64)).tolist() == []
