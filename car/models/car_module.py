@@ -124,12 +124,13 @@ class CARModule(L.LightningModule):
         # Tensors only, on the batch's device: the same step runs on CPU, GPU and DDP processes.
         chains = ChainCounts(self.hparams.n_symbols, *(batch[k] for k in COUNT_ARRAYS))
         temporal = self.temporal.loss(chains)
-        metrics, loss = {"train/temporal_nll": temporal}, temporal
+        loss, metrics = temporal, {"train/temporal_nll": temporal}
         if self.content is not None:
             nce = self.content.nce_loss(batch["tuples"], batch["counts"], generator=self.noise)
-            metrics["train/nce"], loss = nce, loss + self.hparams.content["weight"] * nce
-        # The Trainer writes metrics every log_every_n_steps steps (Lightning's rule below); self.log
-        # costs about 0.4 ms a metric, a tenth of a step on 10,000 alerts, so the other steps skip it.
+            loss = loss + self.hparams.content["weight"] * nce
+            metrics["train/nce"] = nce
+        # The Trainer writes metrics every log_every_n_steps steps (the condition below is Lightning's);
+        # self.log costs about 0.4 ms a metric, a tenth of a step on 10,000 alerts: the other steps skip it.
         if self.log_every > 0 and (self.global_step + 1) % self.log_every == 0:
             self.log_dict(metrics, prog_bar=True)
             self.log("train/loss", loss)
