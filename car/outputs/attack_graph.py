@@ -37,8 +37,8 @@ def attack_graph(
     edges = pd.DataFrame({"src": steps["node"][same], "dst": nxt["node"][same], "time": nxt["time"][same],
                           "pattern": steps["pattern"][same].astype(int)})
     times = edges.groupby(["src", "dst"], sort=True)["time"].agg(["size", "min", "max"])
-    ids = (edges.drop_duplicates(["src", "dst", "pattern"]).sort_values("pattern", kind="stable")
-           .assign(pattern=lambda e: e["pattern"].astype(str)).groupby(["src", "dst"])["pattern"].agg(";".join))
+    unique = edges.drop_duplicates(["src", "dst", "pattern"]).sort_values("pattern", kind="stable")
+    ids = unique["pattern"].astype(str).groupby([unique["src"], unique["dst"]]).agg(";".join)
     first, last = (times[c].dt.strftime(ISO) for c in ("min", "max"))
     graph.add_edges_from((src, dst, {"count": int(count), "first_time": f, "last_time": t, "patterns": ids[src, dst]})
                          for (src, dst), count, f, t in zip(times.index, times["size"], first, last))
