@@ -146,8 +146,8 @@ class EntityEmbedding(torch.nn.Module):
 
     def compatibility(self, tuples: ArrayLike) -> torch.Tensor:
         """S(e) = sum_{i<j} w_ij <v_i, v_j> for tuples (b, m) -> (b,)."""
-        flat = (self.map_unknown(tuples) + self.offsets).T.reshape(-1)
-        return self._compatibility_and_context(self.embedding(flat) * self.known[flat])[0]
+        e = self.vectors(tuples)
+        return self._compatibility_and_context(e.transpose(0, 1).reshape(-1, e.shape[-1]))[0]
 
     def _compatibility_and_context(self, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """S (b,) and contexts g_a = sum_j w_aj v_j (m, b, dim) of entity vectors e (m * b, dim)
