@@ -217,17 +217,21 @@ def explanations(alerts: AlertTable, enc: EncodedAlerts, pattern_id: pd.array, c
     lifted = np.zeros(len(frame), dtype=bool) if lifted is None else lifted
     value = np.full(len(frame), "", dtype=object)
     for a, name in enumerate(alerts.attributes):
-        value[unusual == a] = [f"; {name} {v} unusual for this type" for v in frame[name].to_numpy()[unusual == a]]
-    keys = pd.DataFrame({"type": frame["type"].to_numpy(dtype=object), "pattern": ids,
-                         "entity": np.where(ids > 0, frame["entity"].to_numpy(dtype=object), ""), "value": value,
-                         "lifted": lifted, "rare": rare})
+        at = np.flatnonzero(unusual == a)
+        value[at] = [f"; {name} {v} unusual for this type" for v in frame[name].iloc[at]]
+    # Alerts share a reason where these codes agree.
+    keys = pd.DataFrame({"type": pd.factorize(frame["type"])[0], "pattern": ids,
+                         "entity": np.where(ids > 0, pd.factorize(frame["entity"])[0], -1),
+                         "value": pd.factorize(value)[0], "lifted": lifted, "rare": rare})
     codes = keys.groupby(list(keys.columns), sort=False).ngroup().to_numpy()
+    first = np.unique(codes, return_index=True)[1]  # each reason's first alert
     steps = dict(zip(patterns["pattern_id"], patterns["steps"])) if len(patterns) else {}
     combination = f"; attribute combination more unusual than {100 * anomalous:.0f}% of alerts"
     nearby = "; raised by a more unusual alert of the same entity nearby"
     total = f" times in {len(enc.codes):,} alerts"
     reasons = []
-    for alert_type, pattern, entity, odd_value, is_lifted, is_rare in keys.drop_duplicates().itertuples(index=False):
+    for alert_type, pattern, entity, odd_value, is_lifted, is_rare in zip(
+            frame["type"].iloc[first], ids[first], frame["entity"].iloc[first], value[first], lifted[first], rare[first]):
         lead = f"{_step_of(steps[pattern], alert_type)} of pattern {pattern} ({steps[pattern]}) on {entity}; " if pattern else ""
         events = f" ({bursts[alert_type]:,} bursts)" if bursts else ""
         reasons.append(f"{lead}type {alert_type} seen {type_counts[alert_type]:,}{total}{events}{odd_value}"

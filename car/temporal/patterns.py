@@ -105,7 +105,8 @@ def dependency_scores(
 
 @dataclass
 class _Candidates:
-    """Extensions (row of the prefix, next symbol) with support, conditional and lift, (c,) each."""
+    """Extensions (row of the prefix, next symbol) with at least min_support occurrences: support,
+    conditional and lift, (c,) each."""
 
     row: np.ndarray
     symbol: np.ndarray
@@ -184,33 +185,34 @@ class _GappedCounter:
 
     def _follow(self, first: np.ndarray, last: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(occurrence, symbol, alert) for each symbol's first alert within max_gap after ``last``."""
-        gap = np.arange(1, self.max_gap + 1)
-        nxt = last[:, None] + gap
+        gap = np.arange(1, self.max_gap + 1)[:, None]
+        nxt = last + gap  # (max_gap, o)
         ok = nxt < len(self.symbols)
         nxt = np.where(ok, nxt, 0)
-        ok &= self.pos[nxt] == self.pos[last][:, None] + gap
+        ok &= self.pos[nxt] == self.pos[last] + gap
         if self.window is not None:
-            ok &= self.times[nxt] - self.times[first][:, None] <= self.window
-        occ, g = np.nonzero(ok)
-        alert = nxt[occ, g]
-        symbol = self.symbols[alert]
-        # np.unique(return_index) keeps the first of each (occurrence, symbol), i.e. the smallest gap.
-        _, at = np.unique(occ * self.base + symbol, return_index=True)
-        return occ[at], symbol[at], alert[at]
+            ok &= self.times[nxt] - self.times[first] <= self.window
+        symbol = np.where(ok, self.symbols[nxt], -1)
+        for g in range(1, self.max_gap):  # keep the smallest gap of each (occurrence, symbol)
+            ok[g] &= (symbol[:g] != symbol[g]).all(axis=0)
+        g, occ = np.nonzero(ok)
+        return occ, symbol[g, occ], nxt[g, occ]
 
     def _sequence_chance(self, occ: _Occ, row: np.ndarray, symbol: np.ndarray) -> np.ndarray:
-        """Chance rate of each candidate (row, symbol) in the sequences where its prefix occurs:
-        the mean over the prefix's occurrences of the per-sequence rate of ``symbol``, (c,)."""
+        """Chance rate of each candidate (row, symbol), sorted by row, in the sequences where its
+        prefix occurs: the mean over the prefix's occurrences of the per-sequence rate of ``symbol``, (c,)."""
         width = self.seq.max() + 1
         key, n = np.unique(occ.row * width + self.seq[occ.first], return_counts=True)
-        per_row, per_seq = key // width, key % width  # sorted by row
-        # each candidate joined with every sequence of its prefix's row (a one-to-many join)
-        lo, hi = np.searchsorted(per_row, row), np.searchsorted(per_row, row, side="right")
-        c, at_per = np.repeat(np.arange(len(row)), hi - lo), concatenated_ranges(lo, hi)
-        look = per_seq[at_per] * self.base + symbol[c]
+        per_row, per_seq = key // width, key % width  # sorted by (row, sequence)
+        # every (row, sequence) joined with each candidate of its row (a one-to-many join): the
+        # lookups ascend within a row, which searchsorted is faster on
+        lo, hi = np.searchsorted(row, per_row), np.searchsorted(row, per_row, side="right")
+        c, at_key = concatenated_ranges(lo, hi), np.repeat(np.arange(len(key)), hi - lo)
+        look = per_seq[at_key] * self.base + symbol[c]
         at = np.minimum(np.searchsorted(self.seq_key, look), len(self.seq_key) - 1)
         rate = np.where(self.seq_key[at] == look, self.seq_chance[at], 0.0)
-        total = np.bincount(c, weights=n[at_per] * rate, minlength=len(row))
+        # bincount adds each candidate's terms in array order, i.e. by ascending sequence
+        total = np.bincount(c, weights=n[at_key] * rate, minlength=len(row))
         q0 = total / np.bincount(occ.row, minlength=row.max(initial=-1) + 1)[row]
         return np.maximum(q0, self.chance[symbol] * 1e-3)
 
@@ -221,17 +223,27 @@ class _GappedCounter:
         alerts = np.flatnonzero(row_of[self.symbols] >= 0)
         return symbols, _Occ(row_of[self.symbols[alerts]], alerts, alerts)
 
+    def _successions(self, occ: _Occ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The prefix occurrences extended by one step, (pair = row * base + symbol, first, last
+        alert), sorted by (pair, last); starts reaching the same (pair, last) are one occurrence,
+        the latest start."""
+        o, symbol, alert = self._follow(occ.first, occ.last)
+        n = len(self.symbols)
+        key = (occ.row[o] * self.base + symbol) * n + alert
+        order = np.argsort(key)
+        key, first = key[order], occ.first[o[order]]
+        start = _run_starts(key)
+        pair, alert = np.divmod(key[start], n)
+        return pair, np.maximum.reduceat(first, start), alert
+
     def extend(self, prefixes: np.ndarray, occ: _Occ, min_support: int) -> _Candidates:
         m, k = prefixes.shape
-        o, symbol, alert = self._follow(occ.first, occ.last)
-        pair = occ.row[o] * self.base + symbol
-        first = occ.first[o]
-        order = np.lexsort((first, alert, pair))
-        pair, alert, first = pair[order], alert[order], first[order]
-        last_of_group = np.ones(len(pair), dtype=bool)
-        last_of_group[:-1] = (pair[1:] != pair[:-1]) | (alert[1:] != alert[:-1])
-        pair, alert, first = pair[last_of_group], alert[last_of_group], first[last_of_group]
-        cand, cand_of, support = np.unique(pair, return_inverse=True, return_counts=True)
+        pair, first, alert = self._successions(occ)
+        start = _run_starts(pair)
+        support = np.diff(start, append=len(pair))
+        frequent = support >= min_support
+        cand_occ = _Occ(np.repeat(np.arange(len(start)), support), first, alert).take(frequent)
+        cand, support = pair[start][frequent], support[frequent]
         row, symbol = cand // self.base, cand % self.base
         n_occ = np.bincount(occ.row, minlength=m)[row]
         depth = min(k, len(self.d) - 1)
@@ -241,7 +253,7 @@ class _GappedCounter:
         # unless every occurrence is followed), with base rate q0.
         n_types = 1 + (support < n_occ)
         cond = (support - d + (theta + d * n_types) * q0) / (theta + n_occ)
-        return _Candidates(row, symbol, support, cond, cond / q0, _Occ(cand_of, first, alert))
+        return _Candidates(row, symbol, support, cond, cond / q0, cand_occ)
 
 
 def find_patterns(
@@ -289,7 +301,7 @@ def find_patterns(
             if len(prefixes) == 0:
                 break
             cand = counter.extend(prefixes, occ, min_support)
-            keep = (cand.support >= min_support) & (cand.lift >= min_step_lift)
+            keep = cand.lift >= min_step_lift
             if keep.sum() > beam:
                 keep[keep] = cand.lift[keep] >= np.sort(cand.lift[keep])[-beam]
             rows = cand.row[keep]
@@ -314,11 +326,20 @@ def _rank(found: list, n_alerts: int, score: str, rarity_weight: float, max_patt
             for p, s, c, q, f in zip(prefixes, dep, support, conds, lifts)
         ]
     patterns.sort(key=lambda p: (-p.dependency, -p.support, p.symbols))
+    return _without_subpatterns(patterns, max_patterns) if suppress_subpatterns else patterns[:max_patterns]
+
+
+def _without_subpatterns(patterns: list[Pattern], max_patterns: int) -> list[Pattern]:
+    """The first ``max_patterns`` of ``patterns`` that are no ordered subsequence of an earlier kept one."""
     kept: list[Pattern] = []
+    holders: dict[int, set[int]] = {}  # symbol -> the kept patterns with that symbol
     for p in patterns:
         if len(kept) == max_patterns:
             break
-        if not (suppress_subpatterns and any(_is_subsequence(p.symbols, q.symbols) for q in kept)):
+        sharing = set.intersection(*(holders.get(s, set()) for s in p.symbols))
+        if not any(_is_subsequence(p.symbols, kept[i].symbols) for i in sharing):
+            for s in p.symbols:
+                holders.setdefault(s, set()).add(len(kept))
             kept.append(p)
     return kept
 
@@ -396,6 +417,13 @@ def concatenated_ranges(start: np.ndarray, stop: np.ndarray) -> np.ndarray:
     length = stop - start
     offset = np.repeat(start - np.cumsum(length) + length, length)
     return np.arange(length.sum()) + offset
+
+
+def _run_starts(values: np.ndarray) -> np.ndarray:
+    """Where each run of equal values in ``values`` (sorted) starts, (r,) indices."""
+    change = np.ones(len(values), dtype=bool)
+    change[1:] = values[1:] != values[:-1]
+    return np.flatnonzero(change)
 
 
 def _empty_candidates() -> _Candidates:
