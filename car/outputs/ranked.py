@@ -28,7 +28,7 @@ def ranked_alerts(table: AlertTable, ranking: Ranking) -> pd.DataFrame:
         }
     )
     for name, values in ranking.columns.items():
-        head[name] = pd.Series(values).iloc[order].to_numpy()
+        head[name] = values[order]  # an array or a pandas extension array (pattern_id: Int64)
     fields = ["time", "entity", "type", *table.attributes, "source"]
     parts = [head, alerts[fields].iloc[order].reset_index(drop=True)]
     if table.labels is not None:

@@ -490,8 +490,8 @@ def _sim_csr(n: int, row: ArrayLike | None, col: ArrayLike | None, weight: Array
     _check_both_directions(row, col, weight)
     key = row * n + col
     if not bool((key[1:] >= key[:-1]).all()):  # skip the sort for row-major input
-        key, order = torch.sort(key)
-        weight = weight[order]
+        order = torch.from_numpy(np.argsort(key.numpy()))  # numpy's introsort: half of torch.sort's time
+        key, weight = key[order], weight[order]
     if bool((key[1:] == key[:-1]).any()):
         key, inverse = torch.unique_consecutive(key, return_inverse=True)
         weight = torch.zeros(key.numel(), dtype=DTYPE).index_add_(0, inverse, weight)
