@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import pickle
+import subprocess
+import sys
 from dataclasses import replace
 
 import matplotlib
@@ -91,6 +95,48 @@ def test_attack_picture_draws_the_top_patterns_on_their_steps(run):
         assert 0 < len(entities) <= MAX_LANES and set(entities) <= set(pattern.entities.split(";"))
         assert len(ax.patches) > 0, "transitions are drawn as arrows"
     assert png(figure) == (run.out / ATTACK_PICTURE).read_bytes(), "the same ranking must give the same bytes"
+
+
+RENDER = """
+import pickle, sys
+import matplotlib
+from car.outputs.pictures import STYLE, attack_figure, png
+graph, patterns = pickle.loads(open(sys.argv[1], "rb").read())
+with matplotlib.rc_context(STYLE):
+    sys.stdout.buffer.write(png(attack_figure(graph, patterns)))
+"""
+
+
+def crossing_graph() -> tuple[nx.DiGraph, pd.DataFrame]:
+    """Pattern 1: three steps on six entities, with arrows both ways and loops that cross; pattern
+    2 on twenty other entities, so that pattern 1 holds few of the graph's nodes."""
+    graph, types = nx.DiGraph(), ["scan", "exploit", "beacon"]
+    for e in range(26):
+        for t in types:
+            graph.add_node(f"host-{e:02d} | {t}", entity=f"host-{e:02d}", type=t, alerts=e + 1)
+    for e in range(6):
+        nodes = [f"host-{e:02d} | {t}" for t in types]
+        for i, (u, v) in enumerate([(0, 1), (1, 2), (1, 0), (2, 0), (0, 0), (2, 2), (0, 2)]):
+            graph.add_edge(nodes[u], nodes[v], count=1 + (e * 7 + i) % 9, patterns="1")
+    for e in range(6, 26):
+        graph.add_edge(f"host-{e:02d} | scan", f"host-{e:02d} | exploit", count=1, patterns="2")
+    patterns = pd.DataFrame({"pattern_id": [1], "steps": ["scan > exploit > beacon"], "occurrences": [40],
+                             "alert_count": [90], "score": [1.0]})
+    return graph, patterns
+
+
+def test_attack_picture_bytes_do_not_depend_on_the_hash_seed(tmp_path):
+    """A networkx view of a few nodes iterates a set of them (string hash order), which changed the
+    drawing order of crossing arrows, and so the PNG, from one Python process to the next."""
+    graph_file = tmp_path / "graph.pickle"  # written here, read back by this test's own subprocesses
+    graph_file.write_bytes(pickle.dumps(crossing_graph()))
+    pictures = [
+        subprocess.run([sys.executable, "-c", RENDER, str(graph_file)], capture_output=True, check=True,
+                       env={**os.environ, "PYTHONHASHSEED": seed}).stdout
+        for seed in ("1", "2", "3")
+    ]
+    assert pictures[0][:8] == PNG_MAGIC
+    assert pictures[0] == pictures[1] == pictures[2]
 
 
 def test_models_without_graph_or_labels_get_the_pictures_they_can_have():
