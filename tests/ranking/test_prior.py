@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from car.ranking.prior import _range_max, alert_prior, burst_starts, entity_context, value_surprise
+from car.ranking.prior import _range_max, _stable_argsort, alert_prior, burst_starts, entity_context, value_surprise
 
 
 def test_a_burst_survives_other_types_in_between_and_ends_after_the_gap():
@@ -93,3 +93,11 @@ def test_alert_prior_without_values_is_burst_type_rarity():
     assert unusual.tolist() == [-1] * 4 and surprise.tolist() == [0] * 4
     # bursts: type 0 twice (entities 0 and 1), type 1 once; add-one over 2 types + unseen slot.
     np.testing.assert_allclose(prior, -np.log(np.array([3, 3, 2, 3]) / (3 + 2 + 1)))
+
+
+@pytest.mark.parametrize("top", [1, 2, 70_000, 2**40, 2**62])
+def test_stable_argsort_by_16_bit_digits_equals_numpys_stable_argsort(top):
+    rng = np.random.default_rng(top % 1000)
+    for n in (0, 1, 17, 5_000):
+        keys = rng.integers(0, top, n)
+        np.testing.assert_array_equal(_stable_argsort(keys), np.argsort(keys, kind="stable"))
