@@ -52,7 +52,7 @@ def _unit_vectors(model: EntityEmbedding, tuples: np.ndarray) -> torch.Tensor:
     """Per-attribute unit entity vectors of tuples (u, m), concatenated: (u, m * dim). The dot
     product of two rows is the sum of the m attribute cosines, in [-m, m]."""
     out = torch.empty(len(tuples), model.m * model.embedding.embedding_dim)
-    for start in range(0, len(tuples), CACHE_BATCH):  # 0.056 s against 0.074 s at once for 59,669 tuples
+    for start in range(0, len(tuples), CACHE_BATCH):  # 0.046 s against 0.071 s at once for 59,669 tuples
         part = tuples[start : start + CACHE_BATCH]
         out[start : start + len(part)] = F.normalize(model.vectors(part), dim=-1).reshape(len(part), -1)
     return out

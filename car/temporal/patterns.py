@@ -229,7 +229,7 @@ class _GappedCounter:
         the latest start."""
         o, symbol, alert = self._follow(occ.first, occ.last)
         n = len(self.symbols)
-        key = (occ.row[o] * self.base + symbol) * n + alert
+        key = (occ.row[o] * self.base + symbol) * n + alert  # < beam * base * n: 1.5e16 at 3 M alerts of 1,000 types
         order = np.argsort(key)
         key, first = key[order], occ.first[o[order]]
         start = _run_starts(key)
