@@ -38,6 +38,13 @@ def tuple_knn(model: EntityEmbedding, tuples: np.ndarray, k: int = 10, chunk_siz
     u * copies * cell_size. On simulated alerts this keeps 0.99 of the exact edges at 7,000
     tuples in a quarter of the time (0.07 s) and gives the exact search's AP at 13,000 and 60,000.
     """
+    return _symmetrise(*_directed_knn(model, tuples, k, chunk_size, max_exact, cell_size, copies), len(tuples))
+
+
+@torch.no_grad()
+def _directed_knn(model: EntityEmbedding, tuples: np.ndarray, k: int = 10, chunk_size: int = 1024,
+                  max_exact: int = 4096, cell_size: int = 256, copies: int = 3) -> Coo:
+    """`tuple_knn` before the union with the transpose: each tuple's edges to its neighbours."""
     tuples = np.asarray(tuples)
     u, m = np.shape(tuples)
     x = _unit_vectors(model, tuples)
@@ -45,7 +52,7 @@ def tuple_knn(model: EntityEmbedding, tuples: np.ndarray, k: int = 10, chunk_siz
         row, col, sim = _cell_knn(x, k, cell_size, copies)
     else:
         row, col, sim = _exact_knn(x, k, chunk_size)
-    return _symmetrise(row, col, ((sim.double() + m) / (2 * m)).clamp(0, 1).numpy(), u)
+    return row, col, ((sim.double() + m) / (2 * m)).clamp(0, 1).numpy()
 
 
 def _unit_vectors(model: EntityEmbedding, tuples: np.ndarray) -> torch.Tensor:
@@ -165,23 +172,24 @@ def _kmeans(z: torch.Tensor, n: int, iters: int, generator: torch.Generator) -> 
 def knn_similarity(
     model: EntityEmbedding, tuples: np.ndarray, inverse: np.ndarray, k: int = 10, chunk_size: int = 1024
 ) -> Coo:
-    """Sparse symmetric alert-alert similarity: COO ``(row, col, weight)`` over n alerts.
+    """Sparse symmetric alert-alert similarity: COO ``(row, col, weight)`` over n alerts, sorted
+    by (row, col).
 
     ``tuples`` (u, m) distinct tuples and ``inverse`` (n,) each alert's tuple, as from
     ``unique_tuples``. Tuple k-NN edges join representatives; other alerts join their
-    representative with weight 1 (see module docstring). No self loops.
+    representative with weight 1 (see module docstring). No self loops. The union with the
+    transpose is taken once, over alerts (sorting the edges in the order a CSR matrix wants),
+    not over tuples and then again for the CSR.
     """
     inverse = np.asarray(inverse, dtype=np.int64)
     used, first = np.unique(inverse, return_index=True)
-    t_row, t_col, t_w = tuple_knn(model, np.asarray(tuples)[used], k, chunk_size)
+    t_row, t_col, t_w = _directed_knn(model, np.asarray(tuples)[used], k, chunk_size)
     rep = first[np.searchsorted(used, inverse)]
     alerts = np.arange(len(inverse), dtype=np.int64)
     member = alerts != rep
-    star_a, star_b = alerts[member], rep[member]
-    row = np.concatenate([first[t_row], star_a, star_b])
-    col = np.concatenate([first[t_col], star_b, star_a])
-    weight = np.concatenate([t_w, np.ones(2 * len(star_a))])
-    return row, col, weight
+    row = np.concatenate([first[t_row], alerts[member]])
+    col = np.concatenate([first[t_col], rep[member]])
+    return _symmetrise(row, col, np.concatenate([t_w, np.ones(int(member.sum()))]), len(inverse))
 
 
 def edge_preserving(sim: Coo, signal: np.ndarray, bandwidth: float) -> Coo:
