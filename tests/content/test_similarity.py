@@ -75,6 +75,7 @@ def test_alert_graph_links_shared_tuples_to_one_representative():
     assert weight.min() >= 0 and weight.max() <= 1
     pairs = dict(zip(zip(row.tolist(), col.tolist()), weight.tolist()))
     assert len(pairs) == len(row) and all(pairs[(j, i)] == w for (i, j), w in pairs.items())
+    assert (np.diff(row * n + col) > 0).all(), "sorted by (row, col), as the ranking's CSR matrix takes it"
 
     same = inverse[row] == inverse[col]
     assert (weight[same] == 1.0).all()
@@ -87,6 +88,8 @@ def test_alert_graph_links_shared_tuples_to_one_representative():
 
     t_row, t_col, t_weight = tuple_knn(model, tuples, k=k)
     np.testing.assert_allclose(np.sort(weight[~same]), np.sort(t_weight))
+    d_row, d_col, _ = tuple_knn(model, tuples, k=k, symmetric=False)
+    assert (np.bincount(d_row, minlength=u) == k).all() and len(t_row) < 2 * len(d_row)
 
 
 def test_alert_graph_with_one_tuple_is_a_star():
