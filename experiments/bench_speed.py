@@ -340,6 +340,11 @@ def run_case(case: str, models: list[str], timeout: float, profile_dir: Path | N
     return result
 
 
+def _fastest(run: dict[str, Any]) -> float:
+    """Seconds of a model's fastest turn (results written before --repeat hold one total)."""
+    return min(run.get("totals_s", [run["total_s"]]))
+
+
 def _gb(x: float) -> str:
     return f"{x / 2**30:.2f}"
 
@@ -366,7 +371,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
             rcpu = sum(s["cpu_seconds"] for s in rar["stages"].values())
             cells += [f"{rar['total_s']:.1f}", f"{rcpu:.1f}", _gb(rar["peak_rss"]),
                       f"{car['total_s'] / rar['total_s']:.1f}x", f"{cpu / rcpu:.1f}x",
-                      f"{min(car.get('totals_s', [car['total_s']])) / min(rar.get('totals_s', [rar['total_s']])):.1f}x"]
+                      f"{_fastest(car) / _fastest(rar):.1f}x"]
         else:
             cells += ["-"] * 6
         lines.append("| " + " | ".join(cells) + " |")

@@ -36,12 +36,12 @@ def attack_graph(
     same = (nxt["occ"] == steps["occ"]).to_numpy()
     edges = pd.DataFrame({"src": steps["node"][same], "dst": nxt["node"][same], "time": nxt["time"][same],
                           "pattern": steps["pattern"][same].astype(int)})
-    times = edges.groupby(["src", "dst"], sort=True)["time"].agg(["size", "min", "max"])
+    spans = edges.groupby(["src", "dst"], sort=True)["time"].agg(["size", "min", "max"])
     unique = edges.drop_duplicates(["src", "dst", "pattern"]).sort_values("pattern", kind="stable")
     ids = unique["pattern"].astype(str).groupby([unique["src"], unique["dst"]]).agg(";".join)
-    first, last = (times[c].dt.strftime(ISO) for c in ("min", "max"))
+    first, last = (spans[c].dt.strftime(ISO) for c in ("min", "max"))
     graph.add_edges_from((src, dst, {"count": int(count), "first_time": f, "last_time": t, "patterns": ids[src, dst]})
-                         for (src, dst), count, f, t in zip(times.index, times["size"], first, last))
+                         for (src, dst), count, f, t in zip(spans.index, spans["size"], first, last))
     return graph
 
 

@@ -421,9 +421,7 @@ def concatenated_ranges(start: np.ndarray, stop: np.ndarray) -> np.ndarray:
 
 def _run_starts(values: np.ndarray) -> np.ndarray:
     """Where each run of equal values in ``values`` (sorted) starts, (r,) indices."""
-    change = np.ones(len(values), dtype=bool)
-    change[1:] = values[1:] != values[:-1]
-    return np.flatnonzero(change)
+    return np.flatnonzero(np.r_[True, values[1:] != values[:-1]]) if len(values) else np.zeros(0, np.int64)
 
 
 def _empty_candidates() -> _Candidates:
