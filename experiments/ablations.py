@@ -85,6 +85,7 @@ VARIANTS = {
     "car-no-prior": ["model=car", "model.ranking.prior=false"],
     "car-no-patterns": ["model=car", "model.ranking.alpha=0"],
     "car-no-similarity": ["model=car", "model.ranking.beta=0"],
+    "car-no-address": ["model=car", "model.ranking.address_window=null"],  # no links through shared addresses
     "car-alert-rarity": ["model=car", "model.ranking.burst_gap=null"],  # the prior counts every alert
     "car-prior-only": ["model=car", "model.ranking.alpha=0", "model.ranking.beta=0"],  # the prior q alone
     "hpyp": ["model=hpyp"],

@@ -30,7 +30,7 @@ OPTIONS = {
     "patterns": {"k_max", "min_support", "min_lift", "max_gap", "window", "max_patterns", "score",
                  "rarity_weight", "graph_top", "baseline", "diversity"},
     "ranking": {"alpha", "beta", "gamma", "lam", "prior", "rarity_from", "burst_gap", "value_surprise",
-                "context_window", "context_weight", "content_prior", "normalized", "size_weighted", "neighbours",
+                "context_window", "context_weight", "address_window", "address_weight", "content_prior", "normalized", "size_weighted", "neighbours",
                 "surprise_bandwidth", "normalise_similarity", "agreement"},
 }
 
@@ -41,7 +41,7 @@ RARITY_FROM = ("history", "batch", "both", "all")  # where the prior is counted 
 def check_options(groups: Mapping[str, Mapping]) -> None:
     """A one-line ConfigError for an unknown or missing key of a model option group, or a value
     of a prior option (``ranking.rarity_from``, ``burst_gap``, ``value_surprise``,
-    ``context_window``, ``context_weight``), ``ranking.surprise_bandwidth``, ``normalise_similarity``,
+    ``context_window``, ``context_weight``, ``address_window``, ``address_weight``), ``ranking.surprise_bandwidth``, ``normalise_similarity``,
     ``agreement`` or ``patterns.diversity`` that means nothing."""
     for group, keys in OPTIONS.items():
         given = set(groups[group])
@@ -54,11 +54,12 @@ def check_options(groups: Mapping[str, Mapping]) -> None:
         raise ConfigError(f"model.ranking.rarity_from={ranking['rarity_from']!r}: use one of {', '.join(RARITY_FROM)}")
     check_seconds(ranking["burst_gap"], "model.ranking.burst_gap")
     check_seconds(ranking["context_window"], "model.ranking.context_window", "for no entity context")
+    check_seconds(ranking["address_window"], "model.ranking.address_window", "for no address context")
     if not isinstance(ranking["value_surprise"], bool):
         raise ConfigError(f"model.ranking.value_surprise={ranking['value_surprise']!r}: use true or false")
-    weight = ranking["context_weight"]
-    if not (is_number(weight) and weight >= 0):
-        raise ConfigError(f"model.ranking.context_weight={weight!r}: use a number >= 0")
+    for key in ("context_weight", "address_weight"):
+        if not (is_number(ranking[key]) and ranking[key] >= 0):
+            raise ConfigError(f"model.ranking.{key}={ranking[key]!r}: use a number >= 0")
     bandwidth = ranking["surprise_bandwidth"]
     if bandwidth is not None and not (is_number(bandwidth) and bandwidth > 0):
         raise ConfigError(f"model.ranking.surprise_bandwidth={bandwidth!r}: use nats > 0, or null for plain similarity")
@@ -134,8 +135,8 @@ def to_ranking(ranked: RankedAlerts, enc: EncodedAlerts, alerts: AlertTable, pat
     n = len(alerts)
     scores, temporal, content = (np.empty(n) for _ in range(3))
     scores[rows], temporal[rows], content[rows] = ranked.scores, ranked.temporal, ranked.content
-    unusual, lifted = np.empty(n, dtype=np.int64), np.empty(n, dtype=bool)
-    unusual[rows], lifted[rows] = ranked.unusual, ranked.lifted
+    unusual, linked, lifted = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64), np.empty(n, dtype=bool)
+    unusual[rows], linked[rows], lifted[rows] = ranked.unusual, ranked.linked, ranked.lifted
     occ = ranked.occurrences
     order, novelty = pattern_order(ranked.pattern_scores, [p.symbols for p in ranked.patterns],
                                    patterns["diversity"], occ.count)
@@ -150,7 +151,7 @@ def to_ranking(ranked: RankedAlerts, enc: EncodedAlerts, alerts: AlertTable, pat
         scores=scores,
         columns={"temporal_score": temporal, "content_score": content, "pattern_id": best,
                  "why": explanations(alerts, enc, best, content, table, ranked.type_bursts, unusual,
-                                            lifted)},
+                                            lifted, linked)},
         patterns=table,
         pattern_alerts=np.column_stack([rows[occ.alert_idx], pattern_id[occ.pattern_idx]]),
         graph=graph,
@@ -198,12 +199,14 @@ def _pattern_table(ranked: RankedAlerts, enc: EncodedAlerts, alerts: AlertTable,
 
 def explanations(alerts: AlertTable, enc: EncodedAlerts, pattern_id: pd.array, content: np.ndarray,
                  patterns: pd.DataFrame, type_bursts: np.ndarray | None = None, unusual: np.ndarray | None = None,
-                 lifted: np.ndarray | None = None, anomalous: float = 0.99) -> np.ndarray:
+                 lifted: np.ndarray | None = None, linked: np.ndarray | None = None,
+                 anomalous: float = 0.99) -> np.ndarray:
     """A plain-words reason per alert (n,), from the model's own terms: the pattern the alert
     is a step of, how often its type occurs (history included; in how many bursts, given
     ``type_bursts`` per type code), which attribute value is unusual for its type (``unusual``
     (n,): index into the table's attributes, -1 for none), whether a more unusual alert of the
-    same entity nearby lifted its prior (``lifted`` (n,) bool), and whether its attribute
+    same entity nearby lifted its prior (``lifted`` (n,) bool), which shared address linked it to
+    a more unusual alert (``linked`` (n,): index into the attributes, -1 for none), and whether its attribute
     combination is among the most anomalous (content score at or above the ``anomalous``
     quantile). Each distinct reason is written once and shared (3 M alerts hold few)."""
     frame = alerts.alerts
@@ -215,10 +218,13 @@ def explanations(alerts: AlertTable, enc: EncodedAlerts, pattern_id: pd.array, c
         rare = content > np.quantile(content, anomalous)
     unusual = np.full(len(frame), -1) if unusual is None else unusual
     lifted = np.zeros(len(frame), dtype=bool) if lifted is None else lifted
+    linked = np.full(len(frame), -1) if linked is None else linked
     value = np.full(len(frame), "", dtype=object)
     for a, name in enumerate(alerts.attributes):
         at = np.flatnonzero(unusual == a)
         value[at] = [f"; {name} {v} unusual for this type" for v in frame[name].iloc[at]]
+        at = np.flatnonzero(linked == a)
+        value[at] += [f"; raised by a more unusual alert sharing {name} {v} nearby" for v in frame[name].iloc[at]]
     # Alerts share a reason where these codes agree.
     keys = pd.DataFrame({"type": pd.factorize(frame["type"])[0], "pattern": ids,
                          "entity": np.where(ids > 0, pd.factorize(frame["entity"])[0], -1),

@@ -2,7 +2,7 @@
 
 fit:      loss = temporal leave-one-out NLL (Pitman-Yor discounts and strengths)
                  + content_weight * NCE loss (APE entity embeddings and pair weights)
-predict:  type rarity, value surprise, entity context -> prior q (car/ranking/prior.py);
+predict:  type rarity, value surprise, entity and address context -> prior q (car/ranking/prior.py);
           temporal surprise, content anomaly -> output columns; pattern search -> p and F;
           embedding neighbours -> Sim (edge-preserving on the value surprise, normalised
           across tuples); collaborative solve -> alert scores t, pattern scores u.
@@ -22,7 +22,7 @@ from car.content.ape import EntityEmbedding
 from car.content.similarity import edge_preserving, knn_similarity, normalise_degrees
 from car.data.datamodule import AlertDataModule, EncodedAlerts
 from car.ranking.collaborative import RankingParams, build_graph, collaborative_rank
-from car.ranking.prior import alert_prior, burst_starts, entity_context, percentile
+from car.ranking.prior import address_columns, address_context, alert_prior, burst_starts, entity_context, percentile
 from car.temporal.context_tree import COUNT_ARRAYS, ChainCounts
 from car.temporal.patterns import Occurrences, Pattern, concatenated_ranges, find_patterns, pattern_occurrences
 from car.temporal.pitman_yor import PitmanYorTree
@@ -61,19 +61,23 @@ class RankedAlerts:
     None when type rarity counts alerts (``ranking.burst_gap`` null); unusual: (n_batch,) the
     attribute (index among the attributes) whose value is the most unusual for the alert's
     type, -1 where none stands out; lifted: (n_batch,) bool, the entity context adds more to
-    the prior than the alert's own terms (car/ranking/prior.py). A plain class on purpose:
+    the prior than the alert's own terms (car/ranking/prior.py); linked: (n_batch,) the attribute
+    (index among the attributes) whose shared rare address adds more to the prior than the
+    alert's own terms and its entity context, -1 where none does. A plain class on purpose:
     Lightning would try to move a dataclass's fields to a device.
     """
 
     def __init__(self, scores: np.ndarray, temporal: np.ndarray, content: np.ndarray, prior: np.ndarray,
                  patterns: list[Pattern], pattern_scores: np.ndarray, occurrences: Occurrences,
                  next_steps: list[list[tuple[int, float]]], type_bursts: np.ndarray | None = None,
-                 unusual: np.ndarray | None = None, lifted: np.ndarray | None = None) -> None:
+                 unusual: np.ndarray | None = None, lifted: np.ndarray | None = None,
+                 linked: np.ndarray | None = None) -> None:
         self.scores, self.temporal, self.content, self.prior = scores, temporal, content, prior
         self.patterns, self.pattern_scores, self.occurrences = patterns, pattern_scores, occurrences
         self.next_steps, self.type_bursts = next_steps, type_bursts
         self.unusual = np.full(len(scores), -1) if unusual is None else unusual
         self.lifted = np.zeros(len(scores), dtype=bool) if lifted is None else lifted
+        self.linked = np.full(len(scores), -1) if linked is None else linked
 
 
 class CARModule(L.LightningModule):
@@ -162,7 +166,7 @@ class CARModule(L.LightningModule):
         # Encoded alerts are in (entity, time) order already: no sort for the prior's counts.
         counted = np.ones(len(enc.codes), dtype=bool) if gap is None else burst_starts(
             enc.codes[:, 0], enc.codes[:, 1], enc.alert_times, gap, enc.is_batch, np.arange(len(enc.codes)))
-        prior, unusual, lifted, surprise = self._prior(enc)
+        prior, unusual, lifted, linked, surprise = self._prior(enc)
         type_bursts = None if gap is None else np.bincount(enc.codes[counted, 1], minlength=enc.n_symbols)
         tuple_of = data.tuple_of[batch]
         content = self.content.anomaly(data.tuples)[tuple_of] if self.content is not None else np.zeros(len(temporal))
@@ -176,7 +180,7 @@ class CARModule(L.LightningModule):
             scores = temporal if self.hparams.score == "temporal" else content
             pattern_scores = np.array([pat.dependency for pat in found], dtype=np.float64)
         return RankedAlerts(scores, temporal, content, prior, found, pattern_scores, occ, next_steps, type_bursts,
-                            unusual, lifted)
+                            unusual, lifted, linked)
 
     def _patterns(self, data: AlertDataModule) -> tuple[list[Pattern], Occurrences]:
         """The batch's patterns, searched over all alerts of ``data``, and their occurrences over
@@ -200,15 +204,17 @@ class CARModule(L.LightningModule):
             found, run_occ = [found[i] for i in keep], run_occ.subset(keep)
         return found, run_occ
 
-    def _prior(self, enc: EncodedAlerts) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _prior(self, enc: EncodedAlerts) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The prior of the batch alerts before rank normalisation, their most unusual attribute,
-        whether the entity context lifted them and their value surprise in nats
+        whether the entity context lifted them, the attribute whose shared address lifted them
+        more (-1: none) and their value surprise in nats
         (car/ranking/prior.py). Type rarity and value surprise are counted over
         ``ranking.rarity_from``: the ``batch`` only (the history informs
         the sequence and content models, not the prior), the ``history`` only (novelty: types
         unseen before rank first), ``all`` alerts, or ``both`` (the mean of the rank-normalised
         priors over all alerts and in the history); without history all four are the same. Then
-        the entity context (``ranking.context_window``) over the batch."""
+        the entity context (``ranking.context_window``) and the address context
+        (``ranking.address_window``) over the batch."""
         cfg, batch = self.hparams.ranking, enc.is_batch
         at = np.flatnonzero(batch)
 
@@ -227,7 +233,27 @@ class CARModule(L.LightningModule):
         if cfg["context_window"] is not None:
             context = cfg["context_weight"] * entity_context(
                 enc.codes[at, 0], enc.alert_times[at], prior, float(cfg["context_window"]), np.arange(len(at)))
-        return prior + context, unusual, context > prior, surprise
+        lifted = context > prior
+        prior = prior + context
+        linked, column = self._address_context(enc, at, prior)
+        return prior + linked, unusual, lifted, column, surprise
+
+    def _address_context(self, enc: EncodedAlerts, at: np.ndarray, prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``ranking.address_weight`` x the address context of the alerts ``at`` (n_batch,), from
+        their ``prior`` (car/ranking/prior.py), and the attribute (index among the attributes)
+        whose address adds more than ``prior`` itself, else -1. Zeros where the option is off or
+        no attribute holds addresses."""
+        cfg, attributes = self.hparams.ranking, list(enc.vocab)[2:]
+        none = np.zeros(len(at)), np.full(len(at), -1)
+        if cfg["address_window"] is None:
+            return none
+        columns = [attributes.index(name) for name in address_columns({a: enc.vocab[a] for a in attributes})]
+        if not columns:
+            return none
+        linked, column = address_context(enc.codes[at, 0], enc.codes[np.ix_(at, np.add(columns, 2))],
+                                         enc.alert_times[at], prior, float(cfg["address_window"]))
+        linked *= cfg["address_weight"]
+        return linked, np.where((column >= 0) & (linked > prior), np.asarray(columns)[column], -1)
 
     def _next_steps(self, data: AlertDataModule, batch_runs: np.ndarray, run_occ: Occurrences,
                     top: int = 3) -> list[list[tuple[int, float]]]:

@@ -10,16 +10,28 @@ Three parts, each computed with sorts and bincounts (no per-alert Python loop):
   least 0, summed over the attributes; a random address field that is surprising for every
   alert of a type adds nothing;
 * entity context: ``context_weight`` times the highest prior of the other alerts of the same
-  entity within ``context_window`` seconds, so the quiet steps next to a surprising one rise.
+  entity within ``context_window`` seconds, so the quiet steps next to a surprising one rise;
+* address context: ``address_weight`` times the highest prior of the other alerts within
+  ``address_window`` seconds that share a rare address with the alert (an attacker's address
+  on the steps of a campaign across hosts), scaled by the address's rarity.
 """
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Mapping
+
 import numpy as np
+import pandas as pd
 
 SMOOTHING = 0.5  # pseudo-count of every value (and of one unseen value) in p(value | type)
 ROUND_OFF = 1e-9  # nats; a smaller excess surprise is 0
 UNUSUAL = np.log(10.0)  # nats; a value this much more surprising than usual for its type is named in `why`
+# An address links alerts when at most this share of the alerts carry it (servers, resolvers and
+# popular sites carry more); its weight grows with -log of its share up to 1 at RARE_ADDRESS_NATS.
+COMMON_ADDRESS_SHARE = 0.0015
+RARE_ADDRESS_NATS = 7.0
+ADDRESS_SAMPLE = 1000  # distinct values of a column checked for addresses, evenly spaced
 
 
 def burst_starts(entity: np.ndarray, key: np.ndarray, times: np.ndarray, gap: float,
@@ -197,3 +209,57 @@ def percentile(x: np.ndarray) -> np.ndarray:
     _, inv, counts = np.unique(x, return_inverse=True, return_counts=True)
     below = np.concatenate([[0], np.cumsum(counts)[:-1]])
     return (below[inv] + (counts[inv] - 1) / 2) / (len(x) - 1)
+
+
+def address_columns(vocab: Mapping[str, pd.Index]) -> list[str]:
+    """The attributes of ``vocab`` (attribute name -> its distinct values) most of whose non-empty
+    values are IPv4 or IPv6 addresses (judged on up to ``ADDRESS_SAMPLE`` of them)."""
+    out = []
+    for name, values in vocab.items():
+        text = [str(v) for v in values[:: max(1, len(values) // ADDRESS_SAMPLE)]]
+        text = [v for v in text if v]
+        if text and sum(map(_is_address, text)) > len(text) / 2:
+            out.append(name)
+    return out
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def address_context(entity: np.ndarray, addresses: np.ndarray, times: np.ndarray, score: np.ndarray,
+                    window: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per alert (n,): the highest ``score`` among the other alerts at most ``window`` seconds away
+    that share one of its rare addresses, times that address's rarity weight
+    (``min(1, log(n / count) / RARE_ADDRESS_NATS)``, 0 for an address on more than
+    ``COMMON_ADDRESS_SHARE`` of the alerts); and the address column (index into ``addresses``)
+    that gives it, -1 for none. An entity's own address (its most common value of a column) links
+    nothing: the entity context covers its alerts. entity (n,) codes; addresses (n, m) codes of m
+    address columns; times (n,) seconds; score (n,) >= 0."""
+    n = len(score)
+    best, column = np.zeros(n), np.full(n, -1)
+    for a in range(addresses.shape[1]):
+        values = addresses[:, a]
+        count = np.bincount(values)
+        weight = np.minimum(1.0, np.log(n / np.maximum(count, 1)) / RARE_ADDRESS_NATS)
+        weight[count > COMMON_ADDRESS_SHARE * n] = 0.0
+        linked = np.flatnonzero((weight[values] > 0) & ~_own_values(entity, values))
+        lift = weight[values[linked]] * entity_context(values[linked], times[linked], score[linked], window)
+        better = lift > best[linked]
+        best[linked[better]], column[linked[better]] = lift[better], a
+    return best, column
+
+
+def _own_values(entity: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """(n,) bool: the alert's value is its entity's most common one (the first code on ties)."""
+    pairs, pair_of, count = np.unique(np.stack([entity, values], axis=1), axis=0, return_inverse=True,
+                                      return_counts=True)
+    order = np.lexsort((-count, pairs[:, 0]))  # per entity, its most common pair first
+    first = order[np.r_[True, pairs[order[1:], 0] != pairs[order[:-1], 0]]]
+    own = np.zeros(len(pairs), dtype=bool)
+    own[first] = True
+    return own[pair_of.ravel()]

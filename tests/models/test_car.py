@@ -15,7 +15,8 @@ from car.temporal.patterns import Occurrences
 from conftest import REPO, shared_file
 
 FAST = {"max_epochs": 5}
-TYPE_PRIOR = ("model.ranking.value_surprise=false", "model.ranking.context_window=null")  # type rarity alone
+TYPE_PRIOR = ("model.ranking.value_surprise=false", "model.ranking.context_window=null",
+              "model.ranking.address_window=null")  # type rarity alone
 
 
 def model_from_config(*overrides: str):
@@ -185,6 +186,14 @@ def test_patterns_carry_next_steps_and_alerts_carry_reasons(sim):
     for i in lifted[:50]:
         near = (entity == entity[i]) & (np.abs(seconds - seconds[i]) <= 7200)
         assert near.sum() >= 2
+    # Alerts raised through a shared address name it, and another alert within 2 h has it.
+    linked = [i for i, w in enumerate(why) if "; raised by a more unusual alert sharing " in w]
+    assert 0 < len(linked) < len(sim) / 10
+    for i in linked[:50]:
+        name, value = why[i].split("; raised by a more unusual alert sharing ")[1].split(" nearby")[0].split(" ", 1)
+        assert name in ("src_ip", "dst_ip") and str(sim.alerts[name][i]) == value
+        near = (sim.alerts[name].astype(str).to_numpy() == value) & (np.abs(seconds - seconds[i]) <= 7200)
+        assert near.sum() >= 2
 
 
 def test_unknown_model_option_is_a_one_line_config_error():
@@ -240,7 +249,7 @@ def test_rarity_baseline_counts_bursts_when_asked():
 def test_rarity_from_batch_counts_the_batch_bursts_only(sim):
     """`ranking.rarity_from=batch`: with a history, the prior's type rarity is counted in the
     batch's bursts alone (the history still trains the sequence and content models). Checked on
-    the type rarity part of the prior (value surprise and entity context off)."""
+    the type rarity part of the prior (value surprise, entity and address context off)."""
     from dataclasses import replace
 
     half = len(sim) // 2  # the simulator's alerts are in time order: the first half is the history
@@ -319,7 +328,7 @@ def test_lifting_patterns_put_car_above_the_papers_agreement_and_its_ablations_o
     variants = {"car": (), "two-sided": ("model.ranking.agreement=two_sided",),
                 "no patterns": ("model.ranking.alpha=0",), "content off": ("model.content.enabled=false",),
                 "prior alone": ("model.ranking.alpha=0", "model.ranking.beta=0"),
-                "no prior": ("model.ranking.prior=false",),
+                "no prior": ("model.ranking.prior=false",), "no address": ("model.ranking.address_window=null",),
                 "hpyp": ("model=hpyp",), "ngram": ("model=ngram",), "ape": ("model=ape",)}
     ap = {name: [] for name in [*variants, "rarity"]}
     for seed in (0, 1, 2):
@@ -332,6 +341,7 @@ def test_lifting_patterns_put_car_above_the_papers_agreement_and_its_ablations_o
         ap["rarity"].append(average_precision(Rarity().fit(table.unlabeled()).rank(table.unlabeled()).scores, y))
     mean = {name: np.mean(values) for name, values in ap.items()}
     assert mean["car"] > mean["two-sided"] + 0.03, mean
+    assert mean["car"] > mean["no address"] + 0.08, mean
     assert all(mean["car"] > mean[name] for name in ap if name != "car"), mean
 
 
@@ -358,6 +368,8 @@ def test_car_is_above_its_content_off_ablation_on_the_development_scenarios(prot
                                            ("model.ranking.context_window=true", "context_window"),
                                            ("model.ranking.value_surprise=yes", "value_surprise"),
                                            ("model.ranking.context_weight=-1", "context_weight"),
+                                           ("model.ranking.address_window=soon", "address_window"),
+                                           ("model.ranking.address_weight=-1", "address_weight"),
                                            ("model.patterns.diversity=types", "diversity"),
                                            ("model.ranking.surprise_bandwidth=0", "surprise_bandwidth"),
                                            ("model.ranking.normalise_similarity=yes", "normalise_similarity"),
@@ -374,7 +386,7 @@ def test_meaningless_prior_option_values_are_one_line_config_errors(override, wo
 
 def test_rarity_from_both_averages_the_percentiles_of_all_and_history_priors(sim):
     """`ranking.rarity_from=both`: the mean of the rank-normalised priors counted over all alerts
-    and over the history, before the entity context (off here)."""
+    and over the history, before the entity and address context (off here)."""
     from dataclasses import replace
 
     from car.ranking.prior import alert_prior, percentile
@@ -382,7 +394,8 @@ def test_rarity_from_both_averages_the_percentiles_of_all_and_history_priors(sim
     half = len(sim) // 2
     past, batch = (replace(sim, alerts=sim.alerts.iloc[part].reset_index(drop=True), labels=None)
                    for part in (slice(0, half), slice(half, None)))
-    model = model_from_config("model=car", "model.ranking.rarity_from=both", "model.ranking.context_window=null")
+    model = model_from_config("model=car", "model.ranking.rarity_from=both", "model.ranking.context_window=null",
+                              "model.ranking.address_window=null")
     model.fit(batch, past, trainer=FAST)
     enc = model.data.encoded
     at = np.flatnonzero(enc.is_batch)
