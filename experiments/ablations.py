@@ -100,7 +100,8 @@ HISTORY_ONLY = {"rarity-history"}
 
 def datasets(args: argparse.Namespace) -> list[tuple[str, list[str], bool]]:
     """(name, data overrides, has history) for every data set asked for; absent files skipped."""
-    sim = ["data=enterprise_sim", f"data.n_alerts={args.sim_alerts}", f"data.n_hosts={args.sim_hosts}"]
+    sim = ["data=enterprise_sim", f"data.n_alerts={args.sim_alerts}", f"data.n_hosts={args.sim_hosts}",
+           *(f"data.{option}" for option in args.sim_options)]
     out = [(f"sim-seed{s}", [*sim, f"seed={s}"], False) for s in args.seeds]
     for scenario in args.scenarios:
         path = AIT / f"{scenario}_alerts.csv.gz"
@@ -164,6 +165,8 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="*", type=int, default=[0], help="simulator seeds (none: skip it)")
     parser.add_argument("--sim-alerts", type=int, default=20000, help="simulated alerts per seed")
     parser.add_argument("--sim-hosts", type=int, default=120, help="simulated hosts (entities)")
+    parser.add_argument("--sim-options", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="more simulator options (conf/data/enterprise_sim.yaml), e.g. noise=0.3")
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--history", choices=SCENARIOS, default=None,
                         help="P2 history for every scenario (default: shaw, russellmitchell for shaw)")

@@ -42,16 +42,17 @@ def test_ablations_history_option_sets_every_p2_history_and_skips_its_own_scenar
     if not (SHARED_DATA / "ait-ads").exists():
         pytest.skip("../shared/data/ait-ads is absent (a user's machine); CI has it")
     sets = ablations.datasets(argparse.Namespace(seeds=[], scenarios=["shaw", "fox"], protocols=["p2"], history="fox",
-                                                 sim_alerts=20000, sim_hosts=120))
+                                                 sim_alerts=20000, sim_hosts=120, sim_options=[]))
     assert [name for name, _, _ in sets] == ["shaw-p2-history-fox"]
     assert sets[0][1][-1].endswith("fox_alerts.csv.gz") and sets[0][1][-1].startswith("data.history=")
 
 
-def test_ablations_simulator_size_options_reach_every_seed(ablations):
-    """--sim-alerts and --sim-hosts: the scale runs of docs/results.md (many hosts, few alerts each)."""
+def test_ablations_simulator_options_reach_every_seed(ablations):
+    """--sim-alerts, --sim-hosts and --sim-options: the scale runs and the sensitivity sweep of
+    docs/results.md (many hosts, few alerts each; noise)."""
     sets = ablations.datasets(argparse.Namespace(seeds=[0, 3], scenarios=[], protocols=["p1"], history=None,
-                                                 sim_alerts=50000, sim_hosts=5000))
+                                                 sim_alerts=50000, sim_hosts=5000, sim_options=["noise=0.3"]))
     assert [name for name, _, _ in sets] == ["sim-seed0", "sim-seed3"]
     for (_, overrides, has_history), seed in zip(sets, (0, 3)):
         assert not has_history
-        assert {"data.n_alerts=50000", "data.n_hosts=5000", f"seed={seed}"} <= set(overrides)
+        assert {"data.n_alerts=50000", "data.n_hosts=5000", "data.noise=0.3", f"seed={seed}"} <= set(overrides)

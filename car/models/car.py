@@ -30,8 +30,8 @@ OPTIONS = {
     "patterns": {"k_max", "min_support", "min_lift", "max_gap", "window", "max_patterns", "score",
                  "rarity_weight", "graph_top", "baseline", "diversity"},
     "ranking": {"alpha", "beta", "gamma", "lam", "prior", "rarity_from", "burst_gap", "value_surprise",
-                "context_window", "context_weight", "address_window", "address_weight", "content_prior", "normalized", "size_weighted", "neighbours",
-                "surprise_bandwidth", "normalise_similarity", "agreement"},
+                "context_window", "context_weight", "address_window", "address_weight", "content_prior", "normalized",
+                "size_weighted", "neighbours", "surprise_bandwidth", "normalise_similarity", "agreement"},
 }
 
 
@@ -41,8 +41,9 @@ RARITY_FROM = ("history", "batch", "both", "all")  # where the prior is counted 
 def check_options(groups: Mapping[str, Mapping]) -> None:
     """A one-line ConfigError for an unknown or missing key of a model option group, or a value
     of a prior option (``ranking.rarity_from``, ``burst_gap``, ``value_surprise``,
-    ``context_window``, ``context_weight``, ``address_window``, ``address_weight``), ``ranking.surprise_bandwidth``, ``normalise_similarity``,
-    ``agreement`` or ``patterns.diversity`` that means nothing."""
+    ``context_window``, ``context_weight``, ``address_window``, ``address_weight``),
+    ``ranking.surprise_bandwidth``, ``normalise_similarity``, ``agreement`` or
+    ``patterns.diversity`` that means nothing."""
     for group, keys in OPTIONS.items():
         given = set(groups[group])
         for key in sorted(given - keys):
@@ -206,9 +207,9 @@ def explanations(alerts: AlertTable, enc: EncodedAlerts, pattern_id: pd.array, c
     ``type_bursts`` per type code), which attribute value is unusual for its type (``unusual``
     (n,): index into the table's attributes, -1 for none), whether a more unusual alert of the
     same entity nearby lifted its prior (``lifted`` (n,) bool), which shared address linked it to
-    a more unusual alert (``linked`` (n,): index into the attributes, -1 for none), and whether its attribute
-    combination is among the most anomalous (content score at or above the ``anomalous``
-    quantile). Each distinct reason is written once and shared (3 M alerts hold few)."""
+    a more unusual alert (``linked`` (n,): index into the attributes, -1 for none), and whether
+    its attribute combination is among the most anomalous (content score at or above the
+    ``anomalous`` quantile). Each distinct reason is written once and shared (3 M alerts hold few)."""
     frame = alerts.alerts
     type_counts = dict(zip(enc.vocab["type"], np.bincount(enc.codes[:, 1], minlength=enc.n_symbols).tolist()))
     bursts = dict(zip(enc.vocab["type"], type_bursts.tolist())) if type_bursts is not None else {}

@@ -1,6 +1,6 @@
 """The per-alert prior q of the ranking objective (docs/method.md, pipeline step 7).
 
-Three parts, each computed with sorts and bincounts (no per-alert Python loop):
+Four parts, each computed with sorts and bincounts (no per-alert Python loop):
 
 * type rarity: -log frequency of the alert type, counting a burst (same entity, same type,
   each alert at most ``burst_gap`` seconds after the one before; alerts of other types in
@@ -255,11 +255,14 @@ def address_context(entity: np.ndarray, addresses: np.ndarray, times: np.ndarray
 
 
 def _own_values(entity: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """(n,) bool: the alert's value is its entity's most common one (the first code on ties)."""
-    pairs, pair_of, count = np.unique(np.stack([entity, values], axis=1), axis=0, return_inverse=True,
+    """(n,) bool: the alert's value is its entity's most common one (the lowest code on ties)."""
+    width = int(values.max(initial=0)) + 1
+    pairs, pair_of, count = np.unique(entity.astype(np.int64) * width + values, return_inverse=True,
                                       return_counts=True)
-    order = np.lexsort((-count, pairs[:, 0]))  # per entity, its most common pair first
-    first = order[np.r_[True, pairs[order[1:], 0] != pairs[order[:-1], 0]]]
+    order = np.lexsort((-count, pairs // width))  # per entity, its most common pair first
+    owner = pairs[order] // width
+    first = np.ones(len(pairs), dtype=bool)
+    first[1:] = owner[1:] != owner[:-1]
     own = np.zeros(len(pairs), dtype=bool)
-    own[first] = True
-    return own[pair_of.ravel()]
+    own[order[first]] = True
+    return own[pair_of]

@@ -134,7 +134,8 @@ def test_address_context_links_alerts_of_other_entities_through_a_rare_address_w
     for e, a, t, s in cases:
         entity.append(e), address.append(a), times.append(t), score.append(s)
     at = 2000
-    lift, column = address_context(np.array(entity), np.array(address)[:, None], np.array(times), np.array(score), 7200.0)
+    lift, column = address_context(np.array(entity), np.array(address)[:, None], np.array(times), np.array(score),
+                                   7200.0)
     weight = min(1.0, np.log(len(score) / 3) / RARE_ADDRESS_NATS)  # address 7 and 9: 3 alerts each
     assert lift[at:at + 3] == pytest.approx([weight * 1.0, weight * 5.0, 0.0])
     assert column[at:at + 3].tolist() == [0, 0, -1]
@@ -142,3 +143,6 @@ def test_address_context_links_alerts_of_other_entities_through_a_rare_address_w
     # Entity 200's own address links nothing, either way: not to entity 201's alert with score 6.
     assert lift[at + 21:at + 24].tolist() == [0.0, 0.0, 0.0]
     assert np.all(lift[:at] == 0)  # own addresses link nothing
+    empty = np.zeros(0, dtype=np.int64)
+    lift, column = address_context(empty, empty[:, None], empty, np.zeros(0), 7200.0)
+    assert lift.shape == column.shape == (0,)
