@@ -13,7 +13,7 @@ Four parts, each computed with sorts and bincounts (no per-alert Python loop):
   entity within ``context_window`` seconds, so the quiet steps next to a surprising one rise;
 * address context: ``address_weight`` times the highest prior of the other alerts within
   ``address_window`` seconds that share a rare address with the alert (an attacker's address
-  on the steps of a campaign across hosts), scaled by the address's rarity.
+  on the steps of a campaign across hosts).
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ import pandas as pd
 SMOOTHING = 0.5  # pseudo-count of every value (and of one unseen value) in p(value | type)
 ROUND_OFF = 1e-9  # nats; a smaller excess surprise is 0
 UNUSUAL = np.log(10.0)  # nats; a value this much more surprising than usual for its type is named in `why`
-# An address links alerts when at most this share of the alerts carry it (servers, resolvers and
-# popular sites carry more); its weight grows with -log of its share up to 1 at RARE_ADDRESS_NATS.
-COMMON_ADDRESS_SHARE = 0.0015
-RARE_ADDRESS_NATS = 7.0
+# An address links alerts when at most this many alerts carry it (servers, resolvers and popular
+# sites carry more). A count, not a share of the batch: the highest prior among the alerts that
+# share an address grows with their number, whatever the batch's size.
+RARE_ADDRESS_ALERTS = 30
 ADDRESS_SAMPLE = 1000  # distinct values of a column checked for addresses, evenly spaced
 
 
@@ -234,21 +234,18 @@ def _is_address(text: str) -> bool:
 def address_context(entity: np.ndarray, addresses: np.ndarray, times: np.ndarray, score: np.ndarray,
                     window: float) -> tuple[np.ndarray, np.ndarray]:
     """Per alert (n,): the highest ``score`` among the other alerts at most ``window`` seconds away
-    that share one of its rare addresses, times that address's rarity weight
-    (``min(1, log(n / count) / RARE_ADDRESS_NATS)``, 0 for an address on more than
-    ``COMMON_ADDRESS_SHARE`` of the alerts); and the address column (index into ``addresses``)
-    that gives it, -1 for none. An entity's own address (its most common value of a column) links
-    nothing: the entity context covers its alerts. entity (n,) codes; addresses (n, m) codes of m
-    address columns; times (n,) seconds; score (n,) >= 0."""
+    that share one of its rare addresses (on at most ``RARE_ADDRESS_ALERTS`` alerts); and the
+    address column (index into ``addresses``) that gives it, -1 for none. An entity's own address
+    (its most common value of a column) links nothing: the entity context covers its alerts.
+    entity (n,) codes; addresses (n, m) codes of m address columns; times (n,) seconds; score
+    (n,) >= 0."""
     n = len(score)
     best, column = np.zeros(n), np.full(n, -1)
     for a in range(addresses.shape[1]):
         values = addresses[:, a]
-        count = np.bincount(values)
-        weight = np.minimum(1.0, np.log(n / np.maximum(count, 1)) / RARE_ADDRESS_NATS)
-        weight[count > COMMON_ADDRESS_SHARE * n] = 0.0
-        linked = np.flatnonzero((weight[values] > 0) & ~_own_values(entity, values))
-        lift = weight[values[linked]] * entity_context(values[linked], times[linked], score[linked], window)
+        rare = np.bincount(values)[values] <= RARE_ADDRESS_ALERTS
+        linked = np.flatnonzero(rare & ~_own_values(entity, values))
+        lift = entity_context(values[linked], times[linked], score[linked], window)
         better = lift > best[linked]
         best[linked[better]], column[linked[better]] = lift[better], a
     return best, column

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from car.ranking.prior import (
-    RARE_ADDRESS_NATS, _range_max, _stable_argsort, address_columns, address_context, alert_prior, burst_starts,
+    RARE_ADDRESS_ALERTS, _range_max, _stable_argsort, address_columns, address_context, alert_prior, burst_starts,
     entity_context, value_surprise,
 )
 
@@ -122,26 +122,26 @@ def test_address_columns_are_those_holding_mostly_ip_addresses():
 def test_address_context_links_alerts_of_other_entities_through_a_rare_address_within_the_window():
     """100 entities with 20 alerts each on their own address (codes 1000+), score 1; then the
     alerts under test: address 7 on entities 0, 1 (1 h later) and 2 (4 h later), score 5 on the
-    first; address 8 on 18 alerts (too common); address 9 on entity 200's two alerts (its own) and
-    on one alert of entity 201 (whose own address is 1201)."""
+    first; address 8 on one alert more than rare addresses have, one of them scoring 9; address 9
+    on entity 200's two alerts (its own) and on one alert of entity 201 (whose own address is 1201)."""
     entity = [e for e in range(100) for _ in range(20)]
     address = [1000 + e for e in entity]
     times = [e * 10.0 for e in range(2000)]
     score = [1.0] * 2000
     cases = [(0, 7, 0, 5.0), (1, 7, 3600, 1.0), (2, 7, 4 * 3600, 1.0)]
-    cases += [(3 + i, 8, 100.0 + i, 9.0 if i == 0 else 1.0) for i in range(18)]
+    common = RARE_ADDRESS_ALERTS + 1
+    cases += [(3 + i, 8, 100.0 + i, 9.0 if i == 0 else 1.0) for i in range(common)]
     cases += [(200, 9, 0, 1.0), (200, 9, 60, 1.0), (201, 9, 30, 6.0), (201, 1201, 0, 1.0), (201, 1201, 90, 1.0)]
     for e, a, t, s in cases:
         entity.append(e), address.append(a), times.append(t), score.append(s)
     at = 2000
     lift, column = address_context(np.array(entity), np.array(address)[:, None], np.array(times), np.array(score),
                                    7200.0)
-    weight = min(1.0, np.log(len(score) / 3) / RARE_ADDRESS_NATS)  # address 7 and 9: 3 alerts each
-    assert lift[at:at + 3] == pytest.approx([weight * 1.0, weight * 5.0, 0.0])
+    assert lift[at:at + 3].tolist() == [1.0, 5.0, 0.0]
     assert column[at:at + 3].tolist() == [0, 0, -1]
-    assert np.all(lift[at + 3:at + 21] == 0)  # address 8: on 18 of 2,023 alerts, above the common share
+    assert np.all(lift[at + 3:at + 3 + common] == 0)  # address 8 is common
     # Entity 200's own address links nothing, either way: not to entity 201's alert with score 6.
-    assert lift[at + 21:at + 24].tolist() == [0.0, 0.0, 0.0]
+    assert lift[at + 3 + common:at + 6 + common].tolist() == [0.0, 0.0, 0.0]
     assert np.all(lift[:at] == 0)  # own addresses link nothing
     empty = np.zeros(0, dtype=np.int64)
     lift, column = address_context(empty, empty[:, None], empty, np.zeros(0), 7200.0)
