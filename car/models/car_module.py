@@ -206,8 +206,8 @@ class CARModule(L.LightningModule):
 
     def _prior(self, enc: EncodedAlerts) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The prior of the batch alerts before rank normalisation, their most unusual attribute,
-        whether the entity context lifted them, the attribute whose shared address lifted them
-        more (-1: none) and their value surprise in nats
+        whether the entity context lifted them, the attribute whose shared address adds more
+        than the rest of their prior (-1: none) and their value surprise in nats
         (car/ranking/prior.py). Type rarity and value surprise are counted over
         ``ranking.rarity_from``: the ``batch`` only (the history informs
         the sequence and content models, not the prior), the ``history`` only (novelty: types
@@ -238,7 +238,8 @@ class CARModule(L.LightningModule):
         linked, column = self._address_context(enc, at, prior)
         return prior + linked, unusual, lifted, column, surprise
 
-    def _address_context(self, enc: EncodedAlerts, at: np.ndarray, prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _address_context(self, enc: EncodedAlerts, at: np.ndarray,
+                         prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``ranking.address_weight`` x the address context of the alerts ``at`` (n_batch,), from
         their ``prior`` (car/ranking/prior.py), and the attribute (index among the attributes)
         whose address adds more than ``prior`` itself, else -1. Zeros where the option is off or
