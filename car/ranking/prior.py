@@ -31,7 +31,7 @@ UNUSUAL = np.log(10.0)  # nats; a value this much more surprising than usual for
 # sites carry more). A count, not a share of the batch: the highest prior among the alerts that
 # share an address grows with their number, whatever the batch's size.
 RARE_ADDRESS_ALERTS = 30
-ADDRESS_SAMPLE = 1000  # distinct values of a column checked for addresses, evenly spaced
+ADDRESS_SAMPLE = 1000  # at most this many distinct values of a column are checked for addresses, evenly spaced
 
 
 def burst_starts(entity: np.ndarray, key: np.ndarray, times: np.ndarray, gap: float,
@@ -216,7 +216,7 @@ def address_columns(vocab: Mapping[str, pd.Index]) -> list[str]:
     values are IPv4 or IPv6 addresses (judged on up to ``ADDRESS_SAMPLE`` of them)."""
     out = []
     for name, values in vocab.items():
-        text = [str(v) for v in values[:: max(1, len(values) // ADDRESS_SAMPLE)]]
+        text = [str(v) for v in values[:: max(1, -(-len(values) // ADDRESS_SAMPLE))]]
         text = [v for v in text if v]
         if text and sum(map(_is_address, text)) > len(text) / 2:
             out.append(name)
