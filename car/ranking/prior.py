@@ -244,10 +244,10 @@ def address_context(entity: np.ndarray, addresses: np.ndarray, times: np.ndarray
     for a in range(addresses.shape[1]):
         values = addresses[:, a]
         rare = np.bincount(values)[values] <= RARE_ADDRESS_ALERTS
-        linked = np.flatnonzero(rare & ~_own_values(entity, values))
-        lift = entity_context(values[linked], times[linked], score[linked], window)
-        better = lift > best[linked]
-        best[linked[better]], column[linked[better]] = lift[better], a
+        at = np.flatnonzero(rare & ~_own_values(entity, values))
+        lift = entity_context(values[at], times[at], score[at], window)
+        better = lift > best[at]
+        best[at[better]], column[at[better]] = lift[better], a
     return best, column
 
 

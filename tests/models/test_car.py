@@ -115,7 +115,8 @@ def test_car_beats_in_scenario_rarity_on_ait_ads(scenario):
 def test_address_context_leaves_ait_ads_alone():
     """Each AIT-ADS alert carries one address (``ip``), its own host's: an entity's own address
     links nothing, so the ranking is the one without the address context. Without the own-address
-    rule russellmitchell's grouped AP fell from 0.434 to 0.232 (docs/results.md, "Session 12")."""
+    rule (probed with the first, share-based rarity rule) russellmitchell's grouped AP fell from
+    0.434 to 0.232 (docs/results.md, "Session 12")."""
     table = ait("russellmitchell").unlabeled()
     model = model_from_config("model=car").fit(table, trainer=FAST)
     with_context = model.module.rank_alerts(model.data)
