@@ -70,7 +70,9 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from car.alerts import AlertTable
 from car.eval.metrics import evaluate_alerts
+from car.models.base import Ranking
 from car.pipeline import build_model, configure, load_inputs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -128,8 +130,9 @@ def config(overrides: list[str]):
         return compose("train", overrides=["logger=none", *overrides])
 
 
-def run(data_overrides: list[str], variant: list[str], cache: dict) -> dict[str, float]:
-    """Fit and rank one variant on one data set; metrics plus fit+rank seconds."""
+def fit_rank(data_overrides: list[str], variant: list[str], cache: dict) -> tuple[AlertTable, Ranking, float]:
+    """Fit one variant on one data set's unlabeled alerts (and history) and rank them: the
+    labelled table, the ranking and the fit+rank seconds. ``cache`` keeps the last data set."""
     cfg = config(data_overrides + variant)
     key = tuple(data_overrides)
     if key not in cache:
@@ -144,7 +147,12 @@ def run(data_overrides: list[str], variant: list[str], cache: dict) -> dict[str,
     trainer = {**OmegaConf.to_container(cfg.trainer, resolve=True), "enable_progress_bar": False, "logger": False}
     ranking = model.fit(table.unlabeled(), history.unlabeled() if history is not None else None,
                         trainer=trainer).rank(table.unlabeled())
-    seconds = time.perf_counter() - start
+    return table, ranking, time.perf_counter() - start
+
+
+def run(data_overrides: list[str], variant: list[str], cache: dict) -> dict[str, float]:
+    """Fit and rank one variant on one data set; metrics plus fit+rank seconds."""
+    table, ranking, seconds = fit_rank(data_overrides, variant, cache)
     return {**evaluate_alerts(table, ranking.scores), "seconds": seconds, "n_alerts": len(table)}
 
 

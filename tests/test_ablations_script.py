@@ -5,6 +5,7 @@ import importlib.util
 import json
 import sys
 
+import numpy as np
 import pytest
 
 from conftest import REPO, SHARED_DATA
@@ -56,3 +57,46 @@ def test_ablations_simulator_options_reach_every_seed(ablations):
     for (_, overrides, has_history), seed in zip(sets, (0, 3)):
         assert not has_history
         assert {"data.n_alerts=50000", "data.n_hosts=5000", "data.noise=0.3", f"seed={seed}"} <= set(overrides)
+
+
+@pytest.fixture
+def ap_loss(monkeypatch):
+    """experiments/ap_loss.py as a module; it imports ablations.py from its own folder."""
+    monkeypatch.syspath_prepend(str(REPO / "experiments"))
+    spec = importlib.util.spec_from_file_location("ap_loss", REPO / "experiments" / "ap_loss.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ap_loss_groups_add_up_to_the_ap_of_each_variant(ap_loss, tmp_path, monkeypatch, capsys):
+    """experiments/ap_loss.py on a small simulation: per stage, the AP each variant loses; the
+    groups' losses add up to 1 - AP as evaluate_alerts computes it, and a column that does not
+    exist stops with its name and the columns there are."""
+    out = tmp_path / "loss.json"
+    monkeypatch.setattr(sys, "argv", ["ap_loss.py", "--sim-alerts", "3000", "--by", "stage",
+                                      "--variants", "rarity", "car-prior-only", "--out", str(out)])
+    ap_loss.main()
+    rows = {row["group"]: row for row in json.loads(out.read_text())["table"]}
+    assert set(rows) == {"recon", "exploit", "lateral", "privesc", "exfil", "all"}
+    for variant in ("rarity", "car-prior-only"):
+        lost = sum(row[f"{variant} lost"] for group, row in rows.items() if group != "all")
+        table, ranking, _ = ap_loss.ablations.fit_rank(ap_loss.data_overrides(ap_loss_args(seed=0)),
+                                                       ap_loss.ablations.VARIANTS[variant], {})
+        ap = ap_loss.ablations.evaluate_alerts(table, ranking.scores)["attack/raw/ap"]
+        assert lost == pytest.approx(1.0 - ap) and rows["all"][f"{variant} precision"] == pytest.approx(ap)
+    assert rows["all"]["attacks"] == sum(row["attacks"] for group, row in rows.items() if group != "all")
+    assert "| recon |" in capsys.readouterr().out
+    # steps-here: how many types of the attack's campaign its entity shows, checked one alert at a time.
+    steps = ap_loss.group_of(table, "steps-here")
+    frame = table.alerts.assign(campaign=table.labels["campaign"].to_numpy())
+    for i in np.flatnonzero(table.label("attack") == 1)[::7]:
+        same = frame[(frame["campaign"] == frame["campaign"].iat[i]) & (frame["entity"] == frame["entity"].iat[i])]
+        assert steps[i] == str(min(same["type"].nunique(), 3)).replace("3", "3+")
+    monkeypatch.setattr(sys, "argv", ["ap_loss.py", "--sim-alerts", "3000", "--by", "colour", "--variants", "rarity"])
+    with pytest.raises(SystemExit, match="--by 'colour' is not a column; use one of .*stage.* or steps-here"):
+        ap_loss.main()
+
+
+def ap_loss_args(seed: int) -> argparse.Namespace:
+    return argparse.Namespace(scenario=None, seed=seed, sim_alerts=3000, sim_hosts=120)

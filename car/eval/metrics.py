@@ -64,6 +64,21 @@ def _ap(ranked_scores: np.ndarray, ranked_labels: np.ndarray) -> float:
     return float(np.sum(np.diff(recall, prepend=0.0) * precision))
 
 
+def precision_at_positives(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per alert (n,): for an attack, the precision of the ranking down to its score (its tie
+    included); NaN for the others. Their mean is the AP, so ``1 - precision`` summed over a
+    group of attacks and divided by all attacks is the AP that group loses."""
+    s, y = _check(scores, labels)
+    order = np.argsort(-s, kind="stable")
+    ranked = s[order]
+    tie_end = np.r_[np.flatnonzero(ranked[1:] != ranked[:-1]), len(ranked) - 1]
+    end = tie_end[np.searchsorted(tie_end, np.arange(len(ranked)))]  # last index of each alert's tie
+    precision = np.cumsum(y[order])[end] / (end + 1)
+    out = np.full(len(s), np.nan)
+    out[order] = np.where(y[order] == 1, precision, np.nan)
+    return out
+
+
 def _roc_auc(ranked_scores: np.ndarray, ranked_labels: np.ndarray) -> float:
     if _degenerate(ranked_labels):
         return math.nan

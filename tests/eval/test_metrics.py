@@ -12,6 +12,7 @@ from car.eval import (
     evaluate_alerts,
     group_alerts,
     precision_at_k,
+    precision_at_positives,
     precision_recall_curve,
     ranking_metrics,
     recall_at_k,
@@ -141,6 +142,20 @@ def test_ap_without_ties_is_mean_precision_at_positives(seed):
     hits = np.cumsum(ranked)
     expected = np.mean([hits[i] / (i + 1) for i in np.flatnonzero(ranked)])
     assert average_precision(scores, labels) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_precision_at_positives_averages_to_the_ap_with_ties(seed):
+    """The per-attack precisions behind experiments/ap_loss.py: NaN for the others, their mean
+    the AP even where ties span both classes (a tie counts whole, as in the AP)."""
+    rng = np.random.default_rng(seed)
+    scores, labels = rng.integers(0, 6, 60).astype(float), rng.integers(0, 2, 60)
+    precision = precision_at_positives(scores, labels)
+    assert np.isnan(precision[labels == 0]).all()
+    assert np.nanmean(precision) == pytest.approx(average_precision(scores, labels))
+    # By hand: scores 3, 2, 2, 1 with labels 1, 0, 1, 1: the tie at 2 counts whole (1 hit of 3).
+    assert precision_at_positives(np.array([3.0, 2.0, 2.0, 1.0]), np.array([1, 0, 1, 1])) == pytest.approx(
+        [1.0, np.nan, 2 / 3, 3 / 4], nan_ok=True)
 
 
 def _frame():
