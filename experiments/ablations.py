@@ -130,16 +130,23 @@ def config(overrides: list[str]):
         return compose("train", overrides=["logger=none", *overrides])
 
 
-def fit_rank(data_overrides: list[str], variant: list[str], cache: dict) -> tuple[AlertTable, Ranking, float]:
-    """Fit one variant on one data set's unlabeled alerts (and history) and rank them: the
-    labelled table, the ranking and the fit+rank seconds. ``cache`` keeps the last data set."""
-    cfg = config(data_overrides + variant)
+def data_set(data_overrides: list[str], cache: dict) -> tuple[AlertTable, AlertTable | None]:
+    """The labelled alerts and the history (or None) of one data set, loaded once: ``cache``
+    keeps the last one."""
     key = tuple(data_overrides)
     if key not in cache:
         cache.clear()  # keep one data set in memory
+        cfg = config(data_overrides)
         configure(cfg.seed, cfg.threads)
         cache[key] = load_inputs(cfg.data)
-    table, history = cache[key]
+    return cache[key]
+
+
+def fit_rank(data_overrides: list[str], variant: list[str], cache: dict) -> tuple[AlertTable, Ranking, float]:
+    """Fit one variant on one data set's unlabeled alerts (and history) and rank them: the
+    labelled table, the ranking and the fit+rank seconds. ``cache`` as in `data_set`."""
+    cfg = config(data_overrides + variant)
+    table, history = data_set(data_overrides, cache)
     configure(cfg.seed, 1)
     model = build_model(cfg.model)
     start = time.perf_counter()

@@ -99,14 +99,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="also write the table as JSON here")
     args = parser.parse_args()
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    overrides, cache, scores = data_overrides(args), {}, {}
-    for variant in args.variants:
-        table, ranking, _ = ablations.fit_rank(overrides, ablations.VARIANTS[variant], cache)
-        scores[variant] = ranking.scores
+    overrides, cache = data_overrides(args), {}
+    table, _ = ablations.data_set(overrides, cache)
     kinds = table.label_kinds
     if not kinds or (args.label is not None and args.label not in kinds):
         raise SystemExit(f"ap_loss.py: --label {args.label!r}: the data's label kinds are {kinds or 'none'}")
-    result = loss_table(group_of(table, args.by), table.label(args.label or kinds[0]), scores)
+    groups, labels = group_of(table, args.by), table.label(args.label or kinds[0])  # checked before any fit
+    scores = {variant: ablations.fit_rank(overrides, ablations.VARIANTS[variant], cache)[1].scores
+              for variant in args.variants}
+    result = loss_table(groups, labels, scores)
     print(markdown(result), flush=True)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

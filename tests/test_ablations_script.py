@@ -81,8 +81,8 @@ def test_ap_loss_groups_add_up_to_the_ap_of_each_variant(ap_loss, tmp_path, monk
     assert set(rows) == {"recon", "exploit", "lateral", "privesc", "exfil", "all"}
     for variant in ("rarity", "car-prior-only"):
         lost = sum(row[f"{variant} lost"] for group, row in rows.items() if group != "all")
-        table, ranking, _ = ap_loss.ablations.fit_rank(ap_loss.data_overrides(ap_loss_args(seed=0)),
-                                                       ap_loss.ablations.VARIANTS[variant], {})
+        overrides = ap_loss.data_overrides(argparse.Namespace(scenario=None, seed=0, sim_alerts=3000, sim_hosts=120))
+        table, ranking, _ = ap_loss.ablations.fit_rank(overrides, ap_loss.ablations.VARIANTS[variant], {})
         ap = ap_loss.ablations.evaluate_alerts(table, ranking.scores)["attack/raw/ap"]
         assert lost == pytest.approx(1.0 - ap) and rows["all"][f"{variant} precision"] == pytest.approx(ap)
     assert rows["all"]["attacks"] == sum(row["attacks"] for group, row in rows.items() if group != "all")
@@ -96,7 +96,3 @@ def test_ap_loss_groups_add_up_to_the_ap_of_each_variant(ap_loss, tmp_path, monk
     monkeypatch.setattr(sys, "argv", ["ap_loss.py", "--sim-alerts", "3000", "--by", "colour", "--variants", "rarity"])
     with pytest.raises(SystemExit, match="--by 'colour' is not a column; use one of .*stage.* or steps-here"):
         ap_loss.main()
-
-
-def ap_loss_args(seed: int) -> argparse.Namespace:
-    return argparse.Namespace(scenario=None, seed=seed, sim_alerts=3000, sim_hosts=120)
