@@ -41,7 +41,7 @@ def load_ait_ads(
         codes, shorts = pd.factorize(frame["short"])
         frame["detector"] = pd.Series(shorts.str.split("-", n=1).str[0].take(codes), dtype=str)
     labels = {kind: spec for kind, spec in LABELS.items() if spec["column"] in frame}
-    require_columns(frame, cols, attrs, labels, rows.parsed.name, ",")
+    require_columns(frame, cols, attrs, labels, rows.parsed.name, ",", rows.repeated)
     label_frame = label_columns(frame, labels, rows.parsed)
     if label_frame is not None:
         label_frame = pd.concat([label_frame, frame[[s["column"] for s in labels.values()]]], axis=1)

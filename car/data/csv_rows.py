@@ -33,6 +33,7 @@ class CsvRows:
     frame: pd.DataFrame
     parsed: Parsed
     header: list[str]
+    repeated: frozenset[str] = frozenset()  # names the file's header holds more than once
 
 
 @dataclass
@@ -100,9 +101,10 @@ def _fast(data: bytes, source: str, delimiter: str) -> CsvRows | None:
     if len(filled) == 0:
         raise _empty(source)
     head, rows = filled[0], filled[1:]
-    header = _header(data[rec.starts[head] : rec.stops[head]], delimiter)
-    if header is None:
+    raw = _header(data[rec.starts[head] : rec.stops[head]], delimiter)
+    if raw is None:
         return None
+    header = _unique(raw)
     if len(rows) == 0:
         raise _header_only(source)
     good = rec.counts[rows] == len(header)
@@ -117,7 +119,7 @@ def _fast(data: bytes, source: str, delimiter: str) -> CsvRows | None:
         if _field_counts(text, delimiter) != [count]:
             return None  # a quote in mid-field or a bare CR line end: the numpy bounds are wrong here
         parsed.reject(int(i), int(rec.lines[rows[i]]), f"expected {len(header)} fields, found {count}", text)
-    return CsvRows(frame, parsed, header)
+    return CsvRows(frame, parsed, header, _repeated(raw))
 
 
 def _field_counts(text: str, delimiter: str) -> list[int]:
@@ -159,7 +161,7 @@ def _slow(data: bytes, source: str, delimiter: str) -> CsvRows:
     text += ("" if text.endswith(("\n", "\r")) else "\n") + _END + "\n"
     lines = _CountedLines(text, eol)
     reader = csv.reader(lines, delimiter=delimiter)
-    header, records, parsed, line, start, row = None, [], Parsed(source), 1, 1, []
+    raw, header, records, parsed, line, start, row = [], None, [], Parsed(source), 1, 1, []
     try:
         with Progress(f"parsing {_name(source)} (csv module)", text.count(eol), "lines") as progress:
             for row in reader:
@@ -170,7 +172,7 @@ def _slow(data: bytes, source: str, delimiter: str) -> CsvRows:
                 if not row or (len(row) == 1 and not row[0].strip()):
                     continue
                 if header is None:
-                    header = _unique(row)
+                    raw, header = row, _unique(row)
                 elif len(row) == len(header):
                     parsed.keep(parsed.n_input, start)
                     records.append(row)
@@ -191,7 +193,7 @@ def _slow(data: bytes, source: str, delimiter: str) -> CsvRows:
         raise _header_only(source)
     columns = list(zip(*records)) if records else [()] * len(header)
     frame = pd.DataFrame({h: pd.Series(c, dtype=str) for h, c in zip(header, columns)})
-    return CsvRows(frame, parsed, header)
+    return CsvRows(frame, parsed, header, _repeated(raw))
 
 
 class _CountedLines:
@@ -210,16 +212,21 @@ class _CountedLines:
 
 
 def _header(raw: bytes, delimiter: str) -> list[str] | None:
-    """Header fields, made unique like pandas does (``a``, ``a.1``); None if csv cannot read the
-    line (e.g. bare CR line ends: then the numpy bounds are wrong)."""
+    """Header fields as written; None if csv cannot read the line (e.g. bare CR line ends: then
+    the numpy bounds are wrong)."""
     text = raw.decode("utf-8-sig", errors="replace").rstrip("\r")
     try:
-        return _unique(next(csv.reader([text], delimiter=delimiter)))
+        return next(csv.reader([text], delimiter=delimiter))
     except csv.Error:
         return None
 
 
+def _repeated(names: list[str]) -> frozenset[str]:
+    return frozenset(name for name in names if names.count(name) > 1)
+
+
 def _unique(names: list[str]) -> list[str]:
+    """Header names made unique like pandas does (``a``, ``a.1``)."""
     seen: dict[str, int] = {}
     out = []
     for name in names:

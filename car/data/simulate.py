@@ -376,6 +376,7 @@ def _options(options: dict) -> dict:
         raise DataError(f"enterprise_sim: invalid option value ({err}); see conf/data/enterprise_sim.yaml") from None
     out["start"] = start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC")
     checks = {
+        "seed": out["seed"] >= 0,
         "n_alerts": out["n_alerts"] >= 200,
         "n_hosts": out["n_hosts"] >= 12,
         "n_campaigns": 1 <= out["n_campaigns"] <= 50,
@@ -388,7 +389,7 @@ def _options(options: dict) -> dict:
     bad = [k for k, ok in checks.items() if not ok]
     if bad:
         raise DataError(
-            f"enterprise_sim: {bad[0]}={out[bad[0]]!r} is out of range (n_alerts >= 200, n_hosts >= 12, "
+            f"enterprise_sim: {bad[0]}={out[bad[0]]!r} is out of range (seed >= 0, n_alerts >= 200, n_hosts >= 12, "
             "1 <= n_campaigns <= 50, 0 <= attack_fraction <= 0.5, 1 <= days, 0 <= noise <= 1, "
             "3 <= pattern_length <= 10, gap_minutes > 0)"
         )

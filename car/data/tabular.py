@@ -41,7 +41,7 @@ def load_csv(
     """Alerts from a delimited text file (gzip allowed); every value is read as text."""
     cols, attrs = column_options(columns, DEFAULT_COLUMNS), attribute_options(attributes)
     rows = read_csv_rows(read_bytes(path), str(path), delimiter)
-    require_columns(rows.frame, cols, attrs, labels, rows.parsed.name, delimiter)
+    require_columns(rows.frame, cols, attrs, labels, rows.parsed.name, delimiter, rows.repeated)
     label_frame = label_columns(rows.frame, labels, rows.parsed)
     return build(rows.parsed, rows.frame.__getitem__, cols, attrs, labels=label_frame, time_unit=time_unit)
 
@@ -74,11 +74,17 @@ def require_columns(
     labels: Mapping[str, LabelSpec] | None,
     name: str,
     delimiter: str | None = None,
+    repeated: frozenset[str] = frozenset(),
 ) -> None:
-    """Raise DataError naming the input columns the options need but the file lacks."""
+    """Raise DataError naming the input columns the options need but the file lacks, or one that
+    its header holds more than once (``repeated``): which copy is meant cannot be told."""
     needed = [f for spec in columns.values() for f in field_sources(spec)]
     needed += [f for spec in attributes.values() for f in field_sources(spec)]
     needed += [_label_spec(k, s)[0] for k, s in (labels or {}).items()]
+    for column in sorted(repeated.intersection(needed)):
+        raise DataError(f"{name}:1: column {column!r} appears more than once in the header, so which one is "
+                        "meant is unclear; rename the copies in the file, or map another column with "
+                        "data.columns, data.attributes or data.labels")
     missing = sorted({c for c in needed if c not in frame.columns})
     if not missing:
         return

@@ -61,6 +61,11 @@ _CUT = _GZ[: len(_GZ) // 2]
         ("nocol.csv", "time,host,type\n1700000000,h,a\n", CSV,
          ["nocol.csv:1: missing column(s) entity", "present: time, host, type", "data.columns.<field>=<column>"]),
         ("noattr.csv", HEADER + GOOD, {**CSV, "attributes": ["user"]}, ["noattr.csv:1: missing column(s) user"]),
+        # a column the options use, twice in the header (which copy is meant?); quoted too (the csv-module path)
+        ("twice.csv", "time,entity,type,entity\n1700000000,sensor,a,victim\n", CSV,
+         ["twice.csv:1: column 'entity' appears more than once in the header", "rename the copies"]),
+        ("twice_quoted.csv", 'time,entity,type,entity\n1700000000,"sen""sor",a,victim\n', CSV,
+         ["twice_quoted.csv:1: column 'entity' appears more than once"]),
         ("ait.csv", "time,name,ip,host\n1700000000,n,10.0.0.1,h\n", {"format": "ait_ads"},
          ["ait.csv:1: missing column(s) detector, short"]),
         # empty file, header only
@@ -157,6 +162,12 @@ def test_single_entity(tmp_path):
     table = load_alerts(CSV, write(tmp_path / "ent.csv", HEADER + rows))
     assert_accounted(table, 5)
     assert table.alerts["entity"].unique().tolist() == ["web-1"]
+
+
+def test_a_repeated_column_nobody_uses_is_fine(tmp_path):
+    """Exports often repeat a column; only a repeated column the options map is an error."""
+    table = load_alerts(CSV, write(tmp_path / "extra.csv", "time,entity,type,note,note\n1700000000,h,a,x,y\n"))
+    assert list(table.alerts["entity"]) == ["h"]
 
 
 def test_duplicated_rows_are_separate_alerts(tmp_path):
