@@ -18,7 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from car.alerts import AlertTable
 from car.data import load_alerts
-from car.errors import ConfigError
+from car.errors import ConfigError, DataError
 from car.eval.metrics import evaluate_alerts
 from car.eval.patterns import evaluate_patterns, label_patterns
 from car.memory import check_memory
@@ -88,9 +88,24 @@ def load_inputs(data_cfg: DictConfig) -> tuple[AlertTable, AlertTable | None]:
     log.info("loaded %d alerts (%d rejected) from %s", len(table), len(table.rejected), table.source)
     history = None
     if data_cfg.get("history"):
-        history = load_alerts(data_cfg, data_cfg.history)
+        history = _load_history(data_cfg)
         log.info("loaded %d history alerts (%d rejected)", len(history), len(history.rejected))
     return table, history
+
+
+def _load_history(data_cfg: DictConfig) -> AlertTable:
+    """``data.history`` read like ``data.path``, but its label columns may be missing: history
+    is unlabeled for CAR and the baselines (the peers trained on its labels say so if absent)."""
+    try:
+        return load_alerts(data_cfg, data_cfg.history, option="data.history")
+    except DataError:
+        if not data_cfg.get("labels"):
+            raise
+        # Labels are optional here: if the file fails without them too, that error is the one to fix.
+        history = load_alerts({**OmegaConf.to_container(data_cfg, resolve=True), "labels": None},
+                              data_cfg.history, option="data.history")
+        log.info("data.history has no label columns (%s); read it unlabeled", ", ".join(data_cfg.labels))
+        return history
 
 
 def write_outputs(out_dir: Path, table: AlertTable, ranking: Ranking, history: AlertTable | None, metrics: dict[str, float],

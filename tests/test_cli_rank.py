@@ -138,3 +138,19 @@ def test_missing_input_is_a_one_line_error(trained, tmp_path, capsys):
     code = main(["rank", "--model", str(run_dir / "model"), "--input", str(tmp_path / "nope.csv"), "--out", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2 and err == f"car: error: --input {tmp_path / 'nope.csv'}: no such file or folder; give the alerts to rank\n"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("time,host,type\n", "header only, no data rows; check --input names the complete export"),
+    ("time,host,type\n1709546400,h1,a\n", "missing column(s) detector, dst_ip"),
+])
+def test_input_errors_name_car_rank_options(trained, tmp_path, capsys, text, expected):
+    """The loaders' messages name train.py's data.path and data.<option>; `car rank` says --input
+    and --data <option> instead."""
+    _, run_dir, _ = trained
+    path = tmp_path / "new.csv"
+    path.write_text(text)
+    code = main(["rank", "--model", str(run_dir / "model"), "--input", str(path), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and expected in err and err.count("\n") == 1, err
+    assert "data." not in err.replace("--data ", "") and ("--data labels" in err or "--input" in err), err

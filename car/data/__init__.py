@@ -33,8 +33,18 @@ FORMATS: dict[str, tuple[str, tuple[str, ...]]] = {
 NOT_OPTIONS = ("format", "path", "history")
 
 
-def load_alerts(cfg: Mapping[str, Any], path: str | PathLike | None) -> AlertTable:
-    """Load ``path`` (a file or folder) as the data config ``cfg`` says (``cfg["format"]``)."""
+def load_alerts(cfg: Mapping[str, Any], path: str | PathLike | None, option: str = "data.path") -> AlertTable:
+    """Load ``path`` (a file or folder) as the data config ``cfg`` says (``cfg["format"]``).
+    ``option``: what names the path for the user (``data.history``, ``--input``); errors say it."""
+    try:
+        return _load(cfg, path)
+    except DataError as err:
+        if option == "data.path":
+            raise
+        raise DataError(str(err).replace("data.path", option)) from None
+
+
+def _load(cfg: Mapping[str, Any], path: str | PathLike | None) -> AlertTable:
     options = _plain(cfg)
     fmt = options.pop("format", None)
     for key in NOT_OPTIONS:

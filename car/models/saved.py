@@ -26,6 +26,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -53,6 +54,8 @@ log = logging.getLogger(__name__)
 FORMAT, FORMAT_VERSION = "car-model", 1
 MANIFEST, TENSORS = "car_model.json", "tensors.pt"
 REFIT = "save it again by re-running train.py with model=car (or hpyp, ngram, ape)"
+# Loader options in the loaders' messages (``data.columns.<field>``, ...): `car rank` sets them as ``--data <key>``.
+LOADER_OPTION = re.compile(r"\bdata\.(columns|attributes|labels|time_unit|delimiter|format)\b")
 # A model fitted on data=enterprise_sim reads new alerts from `car simulate` CSV files.
 SIMULATOR_CSV = {"format": "csv", "columns": {"time": "time", "entity": "host", "type": "type"},
                  "attributes": SIMULATOR_ATTRIBUTES, "labels": {"attack": "label_attack"}}
@@ -152,8 +155,12 @@ class SavedModel:
         return OmegaConf.to_container(merged, resolve=True)
 
     def read(self, path: str | Path, overrides: Sequence[str] = ()) -> AlertTable:
-        """New alerts from a file or folder in the format of the fitted input."""
-        return load_alerts(self.input_config(overrides), path)
+        """New alerts from a file or folder in the format of the fitted input. Errors name
+        ``car rank``'s options: ``--input`` for the path, ``--data <key>`` for loader options."""
+        try:
+            return load_alerts(self.input_config(overrides), path, option="--input")
+        except DataError as err:
+            raise DataError(LOADER_OPTION.sub(r"--data \1", str(err))) from None
 
     def rank(self, alerts: AlertTable) -> OnlineRanking:
         """Rank ``alerts`` online (module doc). This model is unchanged; the result holds the grown one."""

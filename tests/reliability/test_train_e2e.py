@@ -155,6 +155,22 @@ def test_car_with_a_one_alert_history(tmp_path):
     assert (out / "rejected_history.csv").exists()
 
 
+def test_labelled_batch_with_an_unlabeled_history(tmp_path):
+    """History is unlabeled for CAR: its label columns may be missing. Other faults of the history
+    file are still errors, and they name data.history, not data.path."""
+    batch = write(tmp_path / "batch.csv", "time,entity,type,bad\n1700000000,h,a,0\n1700000060,h,b,1\n")
+    history = write(tmp_path / "history.csv", "time,entity,type\n1600000000,h,a\n1600000060,h,c\n")
+    labels = "+data.labels.attack=bad"
+    out = run_in_process(tmp_path / "run", "data=csv", f"data.path={batch}", f"data.history={history}", labels, *CAR_FAST)
+    assert json.loads((out / "metrics.json").read_text())["attack/raw/ap"] > 0
+    for name, text, needle in [("nothing.csv", None, "data.history="), ("header.csv", "time,entity,type\n", "check data.history"),
+                               ("times.csv", "time,entity,type\nnever,h,a\n", "no usable alerts")]:
+        path = str(tmp_path / name) if text is None else write(tmp_path / name, text)
+        with pytest.raises(CARError, match=needle) as err:
+            run_in_process(tmp_path / name, "data=csv", f"data.path={batch}", f"data.history={path}", labels, *CAR_FAST)
+        assert "data.path" not in str(err.value)
+
+
 def test_json_text_with_cr_and_tab_formulas_is_neutralised(tmp_path):
     ok = {"timestamp": "2024-03-04T10:00:00Z", "agent": {"name": "@web-1"}, "rule": {"id": "-1+2", "description": "=1+1"}}
     lines = [ok, {**ok, "timestamp": "\r=cmd|'/c calc'!A0"}, {**ok, "timestamp": "\t+SUM(1)"}, {**ok, "timestamp": "-1"}]
