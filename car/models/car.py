@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
 import pandas as pd
+import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from car.alerts import AlertTable
-from car.errors import ConfigError, is_number
+from car.errors import ConfigError, DataError, is_number
 from car.data.datamodule import AlertDataModule, EncodedAlerts, encode_alerts
 from car.models.base import PATTERN_COLUMNS, STEP_SEPARATOR, AlertRanker, Ranking, check_seconds
 from car.models.car_module import CARModule, RankedAlerts
@@ -19,6 +21,8 @@ from car.outputs.attack_graph import attack_graph
 from car.ranking.collaborative import AGREEMENTS
 from car.ranking.pattern_order import DIVERSITY, pattern_order
 
+# trainer.ckpt_path values Lightning resolves itself (not file paths).
+LIGHTNING_CHECKPOINTS = ("last", "best", "hpc", "registry")
 _TRAINER_DEFAULTS = {"accelerator": "cpu", "devices": 1, "max_epochs": 30, "deterministic": True,
                      "enable_checkpointing": False, "logger": False, "enable_progress_bar": False}
 
@@ -73,6 +77,28 @@ def check_options(groups: Mapping[str, Mapping]) -> None:
         raise ConfigError(f"model.patterns.diversity={diversity!r}: use one of {', '.join(DIVERSITY)}")
 
 
+def check_checkpoint(path: str, module: CARModule) -> None:
+    """A one-line DataError unless ``path`` (``trainer.ckpt_path``) is a checkpoint of a CAR fit
+    with the same parameters as ``module``: the same data and model options. Read as tensors
+    and plain containers only (weights_only), like the resume itself."""
+    where = f"trainer.ckpt_path={path}"
+    fix = "give a .ckpt that a CAR run with the same data and model options wrote (trainer.enable_checkpointing=true)"
+    if not Path(path).is_file():
+        raise DataError(f"{where}: no such file; {fix}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises pickle, zip and runtime errors alike for a bad file
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise DataError(f"{where}: not a readable checkpoint ({reason}); {fix}") from None
+    state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict) or "nce_noise_state" not in checkpoint:
+        raise DataError(f"{where}: not a checkpoint of a CAR fit; {fix}")
+    mine = module.state_dict()
+    if set(state) != set(mine) or any(getattr(state[k], "shape", None) != mine[k].shape for k in mine):
+        raise DataError(f"{where}: written by a fit on other alerts or with other model options (its parameters "
+                        f"differ in name or shape); {fix}")
+
+
 class CAR(AlertRanker):
     """Collaborative alert ranking (docs/method.md); ``score`` selects CAR or a one-model baseline.
 
@@ -100,6 +126,8 @@ class CAR(AlertRanker):
         # The datamodule gives each DDP process its part of every step; a DistributedSampler must not re-split.
         options = {**_TRAINER_DEFAULTS, **(trainer or {}), "enable_model_summary": False, "use_distributed_sampler": False}
         resume = options.pop("ckpt_path", None)
+        if resume is not None and str(resume) not in LIGHTNING_CHECKPOINTS:
+            check_checkpoint(str(resume), self.module)
         L.seed_everything(self.seed, workers=True, verbose=False)
         self.trainer = L.Trainer(**options)
         self.data.check_processes(self.trainer.num_nodes * self.trainer.num_devices)

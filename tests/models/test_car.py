@@ -1,12 +1,16 @@
 """The CAR model: outputs on the simulator, ablation configs, and quality floors on AIT-ADS."""
 
+from dataclasses import replace
+from fractions import Fraction
+
 import numpy as np
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from car.data import load_alerts
-from car.errors import ConfigError
+from car.errors import ConfigError, DataError
 from car.eval.metrics import average_precision
 from car.models.baselines import Rarity
 from car.models.car_module import runs_to_alerts
@@ -231,6 +235,18 @@ def test_fit_interrupted_and_resumed_from_checkpoint_ranks_like_an_uninterrupted
         sim.unlabeled(), trainer={"max_epochs": 4, "ckpt_path": str(checkpoint)}
     ).rank(sim.unlabeled())
     np.testing.assert_allclose(resumed.scores, whole.scores, rtol=0, atol=1e-9)
+    # A path that is no checkpoint of this fit is a one-line error before any training, never a traceback.
+    other = sim.unlabeled().alerts.iloc[: len(sim) // 2]
+    pickled = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "code": Fraction(1, 3)}, pickled)  # a class: weights_only refuses it
+    for path, message in [(tmp_path / "none.ckpt", "no such file"), (pickled, "not a readable checkpoint"),
+                          (tmp_path / "text.ckpt", "not a readable checkpoint")]:
+        (tmp_path / "text.ckpt").write_text("not a checkpoint")
+        with pytest.raises(DataError, match=f"trainer.ckpt_path={path}: {message}"):
+            model_from_config("model=car").fit(sim.unlabeled(), trainer={"max_epochs": 4, "ckpt_path": str(path)})
+    with pytest.raises(DataError, match="written by a fit on other alerts or with other model options"):
+        model_from_config("model=car").fit(replace(sim.unlabeled(), alerts=other),
+                                           trainer={"max_epochs": 4, "ckpt_path": str(checkpoint)})
 
 
 def test_rarity_counted_over_bursts_beats_rarity_counted_over_alerts_on_ait_ads():
