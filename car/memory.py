@@ -46,8 +46,8 @@ def check_memory(n_alerts: int, limit_gb: float | None) -> None:
     need = estimated_peak_bytes(n_alerts)
     if need > limit:
         source = "memory_limit_gb" if limit_gb is not None else "available memory"
-        fits = max(0, int((limit - BASE_BYTES) / BYTES_PER_ALERT))
-        raise DataError(
-            f"{n_alerts:,} alerts need about {need / GB:.1f} GB, above the {source} of {limit / GB:.1f} GB; "
-            f"split the input by time into parts of at most {fits:,} alerts, or raise memory_limit_gb"
-        )
+        fits = int((limit - BASE_BYTES) / BYTES_PER_ALERT)
+        fix = (f"split the input by time into parts of at most {fits:,} alerts, or raise memory_limit_gb" if fits > 0
+               else f"any run needs about {BASE_BYTES / GB:.1f} GB: raise memory_limit_gb")
+        raise DataError(f"{n_alerts:,} alerts need about {need / GB:.1f} GB, above the {source} of "
+                        f"{limit / GB:.3g} GB; {fix}")

@@ -333,8 +333,8 @@ def load_enterprise_sim(path: str | None = None, **options) -> AlertTable:
     """
     if path is not None:
         raise DataError(
-            f"data=enterprise_sim generates its alerts and reads no file ({path}); unset data.path and "
-            "data.history, or write a simulation with `car simulate --out FILE` and load it with data=csv"
+            f"data=enterprise_sim generates its alerts and reads no file ({path}); leave out the path, or write "
+            "a simulation with `car simulate --out FILE` and load it with data=csv"
         )
     frame = simulate_enterprise(**options).alerts
     return build_alert_table(

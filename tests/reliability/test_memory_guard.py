@@ -22,8 +22,11 @@ def test_too_many_alerts_for_the_limit_stop_with_one_line_naming_it():
         check_memory(3_000_000, limit_gb=4)
     text = str(err.value)
     assert "\n" not in text
-    assert "3,000,000 alerts" in text and "memory_limit_gb of 4.0 GB" in text
+    assert "3,000,000 alerts" in text and "memory_limit_gb of 4 GB" in text
     assert "split the input by time into parts of at most 1,650,000 alerts" in text
+    # A limit below the fixed cost: no "parts of at most 0 alerts", the fix is to raise it.
+    with pytest.raises(DataError, match=r"memory_limit_gb of 0.0001 GB; any run needs about .* GB: raise memory_limit_gb"):
+        check_memory(1000, limit_gb=0.0001)
 
 
 def test_inputs_within_the_limit_pass():
