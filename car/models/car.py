@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -10,16 +11,20 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from car.alerts import AlertTable
 from car.errors import ConfigError, DataError, is_number
 from car.data.datamodule import AlertDataModule, EncodedAlerts, encode_alerts
 from car.models.base import PATTERN_COLUMNS, STEP_SEPARATOR, AlertRanker, Ranking, check_seconds
-from car.models.car_module import CARModule, RankedAlerts
+from car.models.car_module import SCORES, CARModule, RankedAlerts
 from car.outputs.attack_graph import attack_graph
 from car.ranking.collaborative import AGREEMENTS
 from car.ranking.pattern_order import DIVERSITY, pattern_order
+from car.temporal.patterns import BASELINES
+from car.temporal.patterns import SCORES as PATTERN_SCORES
+from car.temporal.pitman_yor import PRIORS
 
 # trainer.ckpt_path values Lightning resolves itself (not file paths).
 LIGHTNING_CHECKPOINTS = ("last", "best", "hpc", "registry")
@@ -40,6 +45,51 @@ OPTIONS = {
 
 
 RARITY_FROM = ("history", "batch", "both", "all")  # where the prior is counted (CARModule._prior)
+MAX_DEPTH = 16  # longest context of the sequence model; the context tree grows with it
+MAX_DIM = 1024  # embedding size
+
+
+def _whole(low: int, high: int | None = None) -> Callable[[object], str | None]:
+    """A check of a whole number in [low, high]: None if fine, else what to use."""
+    want = f"a whole number >= {low}" if high is None else f"a whole number from {low} to {high}"
+    return lambda v: (None if isinstance(v, int) and not isinstance(v, bool) and v >= low and (high is None or v <= high)
+                      else want)
+
+
+def _number(low: float, above: bool = False) -> Callable[[object], str | None]:
+    """A check of a finite number >= low (> low with ``above``)."""
+    want = f"a finite number {'>' if above else '>='} {low:g}"
+    return lambda v: None if is_number(v) and math.isfinite(v) and (v > low if above else v >= low) else want
+
+
+def _choice(values: tuple[str, ...]) -> Callable[[object], str | None]:
+    return lambda v: None if v in values else f"one of {', '.join(values)}"
+
+
+def _flag(v: object) -> str | None:
+    return None if isinstance(v, bool) else "true or false"
+
+
+def _seconds(v: object) -> str | None:
+    return None if is_number(v) and v >= 0 else "seconds >= 0 (.inf for no limit)"
+
+
+# What each option of conf/model/car.yaml takes, beyond the prior's options that check_options
+# checks itself (rarity_from, burst_gap, the contexts, surprise_bandwidth, agreement, diversity).
+VALUES: dict[tuple[str, str], Callable[[object], str | None]] = {
+    ("temporal", "depth"): _whole(0, MAX_DEPTH), ("temporal", "prior"): _choice(PRIORS),
+    ("temporal", "run_gap"): _seconds,
+    ("content", "enabled"): _flag, ("content", "dim"): _whole(1, MAX_DIM), ("content", "noise_samples"): _whole(1, 1000),
+    ("content", "weight"): _number(0),
+    ("patterns", "k_max"): _whole(1), ("patterns", "min_support"): _whole(1), ("patterns", "min_lift"): _number(0),
+    ("patterns", "max_gap"): _whole(0), ("patterns", "window"): _number(0, above=True),
+    ("patterns", "max_patterns"): _whole(0), ("patterns", "score"): _choice(PATTERN_SCORES),
+    ("patterns", "rarity_weight"): _number(0), ("patterns", "graph_top"): _whole(0),
+    ("patterns", "baseline"): _choice(BASELINES),
+    ("ranking", "alpha"): _number(0), ("ranking", "beta"): _number(0), ("ranking", "gamma"): _number(0, above=True),
+    ("ranking", "lam"): _number(0), ("ranking", "content_prior"): _number(0), ("ranking", "prior"): _flag,
+    ("ranking", "normalized"): _flag, ("ranking", "size_weighted"): _flag, ("ranking", "neighbours"): _whole(1),
+}
 
 
 def check_options(groups: Mapping[str, Mapping]) -> None:
@@ -54,6 +104,15 @@ def check_options(groups: Mapping[str, Mapping]) -> None:
             raise ConfigError(f"model.{group}.{key} is not an option; valid: {', '.join(sorted(keys))}")
         for key in sorted(keys - given):
             raise ConfigError(f"model.{group}.{key} is missing; start from conf/model/car.yaml")
+    for (group, key), check in VALUES.items():
+        want = check(groups[group][key])
+        if want is not None:
+            raise ConfigError(f"model.{group}.{key}={groups[group][key]!r}: use {want}")
+    temporal = groups["temporal"]
+    order = temporal["order"]
+    if order is not None and (_whole(1, temporal["depth"])(order) is not None or temporal["prior"] != "ngram"):
+        raise ConfigError(f"model.temporal.order={order!r}: use a whole number from 1 to temporal.depth "
+                          f"({temporal['depth']}) with temporal.prior=ngram, or null (the order is the depth)")
     ranking = groups["ranking"]
     if ranking["rarity_from"] not in RARITY_FROM:
         raise ConfigError(f"model.ranking.rarity_from={ranking['rarity_from']!r}: use one of {', '.join(RARITY_FROM)}")
@@ -75,6 +134,20 @@ def check_options(groups: Mapping[str, Mapping]) -> None:
     diversity = groups["patterns"]["diversity"]
     if diversity not in DIVERSITY:
         raise ConfigError(f"model.patterns.diversity={diversity!r}: use one of {', '.join(DIVERSITY)}")
+
+
+def _trainer(options: dict[str, Any]) -> L.Trainer:
+    """A Lightning Trainer; options it refuses are a one-line ConfigError naming trainer.*."""
+    for key in ("max_epochs", "max_steps", "min_epochs", "min_steps", "log_every_n_steps"):
+        value = options.get(key)  # Lightning checks some of these only once the fit runs
+        if value is not None and (_whole(-1)(value) is not None):
+            raise ConfigError(f"trainer.{key}={value!r}: use a whole number >= -1 (conf/trainer/cpu.yaml)")
+    try:
+        return L.Trainer(**options)
+    except (TypeError, ValueError, AssertionError, MisconfigurationException) as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ConfigError(f"trainer: {(reason or type(err).__name__).rstrip('.')}; fix the trainer.* override "
+                          "(conf/trainer/cpu.yaml lists the options)") from None
 
 
 def check_checkpoint(path: str, module: CARModule) -> None:
@@ -113,6 +186,10 @@ class CAR(AlertRanker):
         groups = {"temporal": dict(temporal), "content": dict(content), "patterns": dict(patterns),
                   "ranking": dict(ranking)}
         check_options(groups)
+        for key, value, check in (("lr", lr, _number(0, above=True)), ("tuple_batch", tuple_batch, _whole(1)),
+                                  ("score", score, _choice(SCORES))):
+            if check(value) is not None:
+                raise ConfigError(f"model.{key}={value!r}: use {check(value)}")
         self.options = {**groups, "lr": lr, "score": score, "seed": seed}
         self.tuple_batch, self.seed, self.name = tuple_batch, seed, name
         self.module: CARModule | None = None
@@ -129,7 +206,7 @@ class CAR(AlertRanker):
         if resume is not None and str(resume) not in LIGHTNING_CHECKPOINTS:
             check_checkpoint(str(resume), self.module)
         L.seed_everything(self.seed, workers=True, verbose=False)
-        self.trainer = L.Trainer(**options)
+        self.trainer = _trainer(options)
         self.data.check_processes(self.trainer.num_nodes * self.trainer.num_devices)
         # weights_only: a checkpoint is loaded as tensors and plain containers, never as code.
         self.trainer.fit(self.module, datamodule=self.data, ckpt_path=resume, weights_only=True)

@@ -33,6 +33,7 @@ from car.temporal.context_tree import ContextTree, sequence_positions
 from car.temporal.pitman_yor import PitmanYorTree
 
 SCORES = ("chain", "geometric", "log_lift")
+BASELINES = ("global", "sequence")  # what a gapped lift is relative to (find_patterns)
 
 
 @dataclass(frozen=True)

@@ -225,6 +225,18 @@ def test_unknown_model_option_is_a_one_line_config_error():
         build_model(cfg.model)
 
 
+@pytest.mark.parametrize("trainer,message", [
+    ({"max_epochs": "abc"}, "trainer.max_epochs='abc': use a whole number >= -1"),  # Lightning's bare AssertionError in fit
+    ({"max_steps": -5}, "trainer.max_steps=-5: use a whole number >= -1"),  # Lightning's traceback before
+    ({"accelerator": "quantum"}, "trainer: You selected an invalid accelerator name"),
+    ({"foo": 1}, "trainer: Trainer.__init__() got an unexpected keyword argument 'foo'; fix the trainer.* override"),
+])
+def test_trainer_options_lightning_refuses_are_one_line_config_errors(sim, trainer, message):
+    with pytest.raises(ConfigError) as err:
+        model_from_config("model=car").fit(sim.unlabeled(), trainer=trainer)
+    assert message in str(err.value) and "\n" not in str(err.value), str(err.value)
+
+
 def test_fit_interrupted_and_resumed_from_checkpoint_ranks_like_an_uninterrupted_fit(sim, tmp_path):
     whole = model_from_config("model=car").fit(sim.unlabeled(), trainer={"max_epochs": 4}).rank(sim.unlabeled())
     model_from_config("model=car").fit(
@@ -416,6 +428,40 @@ def test_meaningless_prior_option_values_are_one_line_config_errors(override, wo
     with pytest.raises(ConfigError, match=word) as err:
         build_model(cfg.model)
     assert "\n" not in str(err.value)
+
+
+# Each was a traceback (TypeError, ZeroDivisionError, torch's RuntimeError, an allocation of 546 GB)
+# or, worse, taken silently as something else (beta=-1 as 0, baseline=foo as global).
+@pytest.mark.parametrize("override,message", [
+    ("model.temporal.depth=abc", "model.temporal.depth='abc': use a whole number from 0 to 16"),
+    ("model.temporal.depth=1000000", "model.temporal.depth=1000000: use a whole number from 0 to 16"),
+    ("model.temporal.prior=foo", "model.temporal.prior='foo': use one of pitman_yor, dirichlet, ngram"),
+    ("model.temporal.run_gap=null", "model.temporal.run_gap=None: use seconds >= 0"),
+    ("model.temporal.order=9", "model.temporal.order=9: use a whole number from 1 to temporal.depth"),
+    ("model.content.dim=0", "model.content.dim=0: use a whole number from 1 to 1024"),
+    ("model.content.noise_samples=2.5", "model.content.noise_samples=2.5: use a whole number"),
+    ("model.content.weight=nan", "model.content.weight=nan: use a finite number >= 0"),
+    ("model.content.enabled=maybe", "model.content.enabled='maybe': use true or false"),
+    ("model.patterns.window=-5", "model.patterns.window=-5: use a finite number > 0"),
+    ("model.patterns.max_patterns=abc", "model.patterns.max_patterns='abc': use a whole number >= 0"),
+    ("model.patterns.baseline=foo", "model.patterns.baseline='foo': use one of global, sequence"),
+    ("model.patterns.score=foo", "model.patterns.score='foo': use one of chain, geometric, log_lift"),
+    ("model.ranking.beta=-1", "model.ranking.beta=-1: use a finite number >= 0"),
+    ("model.ranking.gamma=inf", "model.ranking.gamma=inf: use a finite number > 0"),
+    ("model.ranking.neighbours=0", "model.ranking.neighbours=0: use a whole number >= 1"),
+    ("model.ranking.size_weighted=null", "model.ranking.size_weighted=None: use true or false"),
+    ("model.lr=-1", "model.lr=-1: use a finite number > 0"),
+    ("model.tuple_batch=0", "model.tuple_batch=0: use a whole number >= 1"),
+    ("model.score=foo", "model.score='foo': use one of collaborative, temporal, content"),
+])
+def test_every_model_option_value_is_checked_before_the_fit(override, message):
+    from car.pipeline import build_model
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        cfg = compose("train", overrides=["model=car", override])
+    with pytest.raises(ConfigError) as err:
+        build_model(cfg.model)
+    assert message in str(err.value) and "\n" not in str(err.value), str(err.value)
 
 
 def test_rarity_from_both_averages_the_percentiles_of_all_and_history_priors(sim):
