@@ -46,12 +46,15 @@ class Comparison:
     """runs: one row per compared run (run_id, method, scenario, protocol, seed, metrics);
     replaced: earlier runs left out because a later run repeats their method, scenario,
     protocol and seed; table: one row per method, scenario, protocol and metric with mean, std,
-    min, max and seeds (runs with a value); files: everything written, in writing order."""
+    min, max and seeds (runs with a value); files: everything written, in writing order;
+    unnamed: a note when replaced runs set a model option differently (a sweep whose variants
+    have no method name), else empty."""
 
     runs: pd.DataFrame
     replaced: int
     table: pd.DataFrame
     files: list[Path]
+    unnamed: str = ""
 
 
 def compare(experiment: str, uri: str, out: Path, metrics: tuple[str, ...] = DEFAULT_METRICS,
@@ -61,7 +64,7 @@ def compare(experiment: str, uri: str, out: Path, metrics: tuple[str, ...] = DEF
     import mlflow
 
     experiment_id = _experiment_id(mlflow, experiment, uri)
-    runs, replaced = load_runs(mlflow, experiment_id, experiment)
+    runs, replaced, unnamed = load_runs(mlflow, experiment_id, experiment)
     table = summarize(runs, select_metrics(runs, metrics))
     out.mkdir(parents=True, exist_ok=True)
     means = overall(table)
@@ -75,7 +78,7 @@ def compare(experiment: str, uri: str, out: Path, metrics: tuple[str, ...] = DEF
         mlflow.log_params({"compared_runs": len(runs), "metrics": " ".join(metrics)})
         for path in files:
             mlflow.log_artifact(str(path))
-    return Comparison(runs, replaced, table, files), run.info.run_id
+    return Comparison(runs, replaced, table, files, unnamed), run.info.run_id
 
 
 def store_uri(tracking_uri: str) -> str:
@@ -98,10 +101,11 @@ def _experiment_id(mlflow: Any, experiment: str, uri: str) -> str:
     return found.experiment_id
 
 
-def load_runs(mlflow: Any, experiment_id: str, experiment: str) -> tuple[pd.DataFrame, int]:
+def load_runs(mlflow: Any, experiment_id: str, experiment: str) -> tuple[pd.DataFrame, int, str]:
     """The finished, non-summary runs (run_id, start_time, method, scenario, protocol, seed and
-    one column per metric) and how many were replaced: of runs repeating a method, scenario,
-    protocol and seed only the latest is kept (a re-run replaces the earlier one)."""
+    one column per metric), how many were replaced (of runs repeating a method, scenario,
+    protocol and seed only the latest is kept: a re-run replaces the earlier one) and a note
+    if replaced runs set a model option differently (`unnamed_variants`)."""
     found = mlflow.search_runs(experiment_ids=[experiment_id], filter_string="attributes.status = 'FINISHED'")
     if len(found) and f"tags.{SUMMARY_TAG}" in found:
         found = found[found[f"tags.{SUMMARY_TAG}"] != "true"]
@@ -117,10 +121,29 @@ def load_runs(mlflow: Any, experiment_id: str, experiment: str) -> tuple[pd.Data
         "protocol": _param(found, "protocol", pd.Series("", index=found.index)),
         "seed": _param(found, "seed", pd.Series("", index=found.index)),
     })
+    unnamed = unnamed_variants(runs, found)
     metric_columns = [c for c in found.columns if c.startswith("metrics.")]
     runs = pd.concat([runs, found[metric_columns].rename(columns=lambda c: c.removeprefix("metrics.")).reset_index(drop=True)], axis=1)
     latest = runs.sort_values("start_time").drop_duplicates([*GROUP, "seed"], keep="last")
-    return latest.sort_values([*GROUP, "seed"], key=_natural).reset_index(drop=True), len(runs) - len(latest)
+    return latest.sort_values([*GROUP, "seed"], key=_natural).reset_index(drop=True), len(runs) - len(latest), unnamed
+
+
+def unnamed_variants(runs: pd.DataFrame, found: pd.DataFrame) -> str:
+    """A note if runs that share method, scenario, protocol and seed set a model option
+    differently, else "": likely a sweep over that option whose variants were not named, of which
+    only the latest is compared. (A param one run lacks, an option added since, differs from
+    nothing; other data under one scenario is a re-run by design.)"""
+    options = [c for c in found.columns if c.startswith("params.model.")]
+    keyed = pd.concat([runs[[*GROUP, "seed"]], found[options].reset_index(drop=True)], axis=1)
+    distinct = keyed.groupby([*GROUP, "seed"], sort=False)[options].nunique(dropna=True).gt(1).stack()
+    if not distinct.any():
+        return ""
+    method, scenario, protocol, seed, column = distinct[distinct].index[0]
+    same = (keyed[[*GROUP, "seed"]] == [method, scenario, protocol, seed]).all(axis=1)
+    values = " / ".join(dict.fromkeys(keyed.loc[same, column].dropna()))
+    return (f"note: runs of method={method} (scenario {scenario or '-'}, protocol {protocol or '-'}, seed {seed}) "
+            f"differ in {column.removeprefix('params.')} ({values}); only the latest is compared: to compare "
+            "such variants, name each with method=<name> (+method=<name> where the experiment sets none)")
 
 
 def _param(found: pd.DataFrame, key: str, fallback: pd.Series) -> np.ndarray:

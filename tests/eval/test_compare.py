@@ -8,7 +8,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from car.cli import main
-from car.eval.compare import SUMMARY_TAG, compare
+from car.eval.compare import SUMMARY_TAG, compare, unnamed_variants
 from car.pipeline import run
 from conftest import REPO
 
@@ -101,3 +101,18 @@ def test_overall_averages_scenario_means_per_method_and_protocol():
     assert summary.loc[("peer", "ap"), "scenarios"] == 1 and summary.loc[("car", "wl"), "mean"] == pytest.approx(0.3)
     text = overall_markdown(overall(table))
     assert "| car | p2 | 0.700 (2) | 0.300 (1) |" in text and "| peer | p2 | 0.800 (1) |  |" in text
+
+
+def test_replaced_runs_that_set_a_model_option_differently_get_a_note():
+    """A sweep over a model option without method names looks like re-runs: only the latest is
+    compared, and the note says so and how to name the variants. Other data under one scenario, or
+    an option one run lacks (added since), is a plain re-run."""
+    runs = pd.DataFrame({"method": ["car"] * 3, "scenario": ["s"] * 3, "protocol": [""] * 3, "seed": ["0"] * 3})
+    found = pd.DataFrame({"params.model.ranking.gamma": ["0.5", "2.0", None], "params.data.n_alerts": ["1", "2", "3"],
+                          "params.model.ranking.beta": [None, "0.5", "0.5"]})
+    note = unnamed_variants(runs, found)
+    assert note.startswith("note: runs of method=car (scenario s, protocol -, seed 0) differ in model.ranking.gamma "
+                           "(0.5 / 2.0); only the latest is compared") and "method=<name>" in note
+    assert unnamed_variants(runs, found.drop(columns="params.model.ranking.gamma")) == ""
+    other_seeds = runs.assign(seed=["0", "1", "2"])
+    assert unnamed_variants(other_seeds, found) == ""
