@@ -101,6 +101,25 @@ def test_pyfunc_model_ranks_a_frame_as_car_rank_does(trained, ranked_new, monkey
             assert (predicted[column].astype(str) == written[column]).all(), column
 
 
+def test_pyfunc_model_reports_the_rows_it_cannot_rank(trained, monkeypatch, caplog):
+    """Rows with a bad time or an empty entity are in the result's attrs["rejected"] with their
+    reason, and a warning says how many: none vanishes."""
+    from car.models.saved import SavedModel
+    from car.outputs.mlflow_model import CARPyfunc
+
+    folder, run_dir, _ = trained
+    frame = pd.read_csv(folder / "part2.csv", dtype=str, keep_default_na=False).head(6)
+    frame.loc[1, "time"], frame.loc[3, "host"] = "not a time", ""
+    model = CARPyfunc()
+    model.saved = SavedModel.load(run_dir / "model")
+    with caplog.at_level("WARNING", logger="car.outputs.mlflow_model"):
+        ranked = model.predict(None, frame)
+    rejected = ranked.attrs["rejected"]
+    assert len(ranked) == 4 and sorted(rejected["alert_id"]) == [1, 3]
+    assert sorted(ranked["alert_id"].tolist() + rejected["alert_id"].tolist()) == list(range(6))
+    assert "ranked 4 of 6 rows; 2 rejected (first: dataframe:row 1" in caplog.text
+
+
 def _edit_manifest(model: Path, change) -> None:
     manifest = json.loads((model / MANIFEST).read_text())
     change(manifest)

@@ -33,6 +33,8 @@ ARTIFACT = "car_model"
 MODEL_CODE = Path(__file__).with_name("mlflow_model_code.py")
 PACKAGE = Path(__file__).resolve().parents[1]
 
+log = logging.getLogger(__name__)
+
 
 class CARPyfunc(mlflow.pyfunc.PythonModel):
     """The pyfunc model: loads the saved model folder once, ranks each frame it is given."""
@@ -42,10 +44,18 @@ class CARPyfunc(mlflow.pyfunc.PythonModel):
 
     def predict(self, context: mlflow.pyfunc.PythonModelContext, model_input: pd.DataFrame,
                 params: dict[str, Any] | None = None) -> pd.DataFrame:
-        """Ranked alerts (one row per usable alert, rank order) of the alerts in ``model_input``."""
+        """Ranked alerts (one row per usable alert, rank order) of the alerts in ``model_input``.
+        Rows that cannot be used are not dropped silently: they are logged (a warning with the
+        first reason) and returned in ``result.attrs["rejected"]`` (alert_id, source, reason, raw)."""
         table = frame_alerts(model_input, self.saved)
         online = self.saved.rank(table.unlabeled())
-        return iso_times(neutralise_formulas(ranked_alerts(table, online.ranking)))
+        result = iso_times(neutralise_formulas(ranked_alerts(table, online.ranking)))
+        result.attrs["rejected"] = neutralise_formulas(table.rejected.reset_index(drop=True))
+        if len(table.rejected):
+            first = table.rejected.iloc[0]
+            log.warning("ranked %d of %d rows; %d rejected (first: %s: %s); see the result's attrs['rejected']",
+                        len(result), table.n_input, len(table.rejected), first["source"], first["reason"])
+        return result
 
 
 def frame_alerts(frame: pd.DataFrame, saved: SavedModel) -> AlertTable:
