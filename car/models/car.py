@@ -93,11 +93,11 @@ VALUES: dict[tuple[str, str], Callable[[object], str | None]] = {
 
 
 def check_options(groups: Mapping[str, Mapping]) -> None:
-    """A one-line ConfigError for an unknown or missing key of a model option group, or a value
-    of a prior option (``ranking.rarity_from``, ``burst_gap``, ``value_surprise``,
-    ``context_window``, ``context_weight``, ``address_window``, ``address_weight``),
-    ``ranking.surprise_bandwidth``, ``normalise_similarity``, ``agreement`` or
-    ``patterns.diversity`` that means nothing."""
+    """A one-line ConfigError for an unknown or missing key of a model option group, or for a
+    value an option cannot take (``VALUES``; ``temporal.order`` against the depth and prior; the
+    prior's options ``ranking.rarity_from``, ``burst_gap``, ``value_surprise``, the contexts'
+    windows and weights, ``surprise_bandwidth``, ``normalise_similarity``, ``agreement``,
+    ``patterns.diversity``)."""
     for group, keys in OPTIONS.items():
         given = set(groups[group])
         for key in sorted(given - keys):
@@ -145,9 +145,9 @@ def _trainer(options: dict[str, Any]) -> L.Trainer:
     try:
         return L.Trainer(**options)
     except (TypeError, ValueError, AssertionError, MisconfigurationException) as err:
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ConfigError(f"trainer: {(reason or type(err).__name__).rstrip('.')}; fix the trainer.* override "
-                          "(conf/trainer/cpu.yaml lists the options)") from None
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0].rstrip(".")
+        raise ConfigError(f"trainer: {reason}; fix the trainer.* override (conf/trainer/cpu.yaml lists the options)"
+                          ) from None
 
 
 def check_checkpoint(path: str, module: CARModule) -> None:
