@@ -173,3 +173,15 @@ def test_input_errors_name_car_rank_options(trained, tmp_path, capsys, text, exp
     err = capsys.readouterr().err
     assert code == 2 and expected in err and err.count("\n") == 1, err
     assert "data." not in err.replace("--data ", "") and ("--data labels" in err or "--input" in err), err
+
+
+def test_data_overrides_replace_a_mapping_when_empty(trained):
+    """--data labels=null and --data labels={} both read new alerts without label columns (an
+    OmegaConf merge would keep the fitted input's labels under {}); other keys still merge."""
+    _, run_dir, _ = trained
+    saved = SavedModel.load(run_dir / "model")
+    assert saved.input_config()["labels"] == {"attack": "label_attack"}
+    assert saved.input_config(["labels=null"])["labels"] is None
+    assert saved.input_config(["labels={}"])["labels"] == {}
+    merged = saved.input_config(["columns.time=ts"])["columns"]
+    assert merged == {"time": "ts", "entity": "host", "type": "type"}

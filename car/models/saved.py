@@ -149,10 +149,12 @@ class SavedModel:
         ``key=value`` overrides, e.g. ``labels=null`` for files without the label columns."""
         base = SIMULATOR_CSV if self.loader.get("format") == "enterprise_sim" else self.loader
         try:
-            merged = OmegaConf.merge(base, OmegaConf.from_dotlist(list(overrides)))
+            given = OmegaConf.from_dotlist(list(overrides))
+            merged = OmegaConf.to_container(OmegaConf.merge(base, given), resolve=True)
         except (OmegaConfBaseException, ValueError) as err:
             raise ConfigError(f"--data {' '.join(overrides)}: {_first_line(err)}; use key=value, e.g. --data labels=null") from None
-        return OmegaConf.to_container(merged, resolve=True)
+        # A merge keeps the base's entries under an empty mapping; `labels={}` means none.
+        return merged | {key: value for key, value in OmegaConf.to_container(given).items() if value in ({}, [])}
 
     def read(self, path: str | Path, overrides: Sequence[str] = ()) -> AlertTable:
         """New alerts from a file or folder in the format of the fitted input. Errors name
