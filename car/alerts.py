@@ -155,7 +155,8 @@ def build_alert_table(
             "alert_id": ids[bad],
             "source": where[bad].to_numpy(),
             "reason": reasons[bad].to_numpy(),
-            "raw": raw[bad].drop(columns="alert_id", errors="ignore").astype(str).agg(",".join, axis=1)
+            # pandas 3 keeps a missing value missing under astype(str): write it as an empty field.
+            "raw": raw[bad].drop(columns="alert_id", errors="ignore").astype(str).fillna("").agg(",".join, axis=1)
             .str.slice(0, 500).to_numpy()
             if bad.any()
             else [],

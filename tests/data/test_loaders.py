@@ -346,6 +346,17 @@ def test_parquet(tmp_path):
     assert table.alerts["time"].iloc[1] == pd.Timestamp(1_700_000_060, unit="s", tz="UTC")
 
 
+def test_parquet_row_with_a_null_entity_is_rejected_not_a_crash(tmp_path):
+    """A null (not an empty string) in a Parquet column: the row is rejected, its raw text shows
+    the null as an empty field (pandas 3 keeps it missing under astype(str), which broke the join)."""
+    path = tmp_path / "a.parquet"
+    pd.DataFrame({"time": [1_700_000_000, 1_700_000_060], "entity": ["h1", None], "type": ["a", "b"],
+                  "user": [None, "u"]}).to_parquet(path)
+    table = load_alerts({"format": "parquet", "attributes": ["user"]}, str(path))
+    assert table.alerts["entity"].tolist() == ["h1"] and table.alerts["user"].tolist() == ["(missing)"]
+    assert table.rejected[["alert_id", "reason", "raw"]].values.tolist() == [[1, "empty entity column 'entity'", "1700000060,,b,u"]]
+
+
 # --- configs -------------------------------------------------------------------------------
 
 
