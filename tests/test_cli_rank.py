@@ -185,3 +185,22 @@ def test_data_overrides_replace_a_mapping_when_empty(trained):
     assert saved.input_config(["labels={}"])["labels"] == {}
     merged = saved.input_config(["columns.time=ts"])["columns"]
     assert merged == {"time": "ts", "entity": "host", "type": "type"}
+
+
+def test_a_model_fitted_with_named_attributes_ranks_new_alerts(tmp_path):
+    """Attributes given as {name: column} (the wazuh, suricata and cptc defaults) come back from
+    the saved model in the fitted order: the manifest's JSON sorts keys, so zz came after aa and
+    car rank refused every such model."""
+    assert main(["simulate", "--out", str(tmp_path / "sim.csv"), "--n-alerts", "2000", "--seed", "1"]) == 0
+    sim = pd.read_csv(tmp_path / "sim.csv", dtype=str, keep_default_na=False)
+    sim.iloc[:1500].to_csv(tmp_path / "fit.csv", index=False)
+    sim.iloc[1500:].to_csv(tmp_path / "new.csv", index=False)
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        cfg = compose("train", overrides=["data=csv", f"data.path={tmp_path / 'fit.csv'}", "data.columns.entity=host",
+                                          "~data.attributes", "+data.attributes={zz: user, aa: process}", "trainer.max_epochs=1",
+                                          "trainer.enable_progress_bar=false", "logger=none"])
+    run(cfg, tmp_path / "run")
+    assert main(["rank", "--model", str(tmp_path / "run" / "model"), "--input", str(tmp_path / "new.csv"),
+                 "--out", str(tmp_path / "out")]) == 0
+    ranked = pd.read_csv(tmp_path / "out" / "ranked_alerts.csv")
+    assert len(ranked) == 500 and list(ranked.columns[-3:-1]) == ["zz", "aa"]

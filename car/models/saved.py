@@ -154,7 +154,12 @@ class SavedModel:
         except (OmegaConfBaseException, ValueError) as err:
             raise ConfigError(f"--data {' '.join(overrides)}: {_first_line(err)}; use key=value, e.g. --data labels=null") from None
         # A merge keeps the base's entries under an empty mapping; `labels={}` means none.
-        return merged | {key: value for key, value in OmegaConf.to_container(given).items() if value in ({}, [])}
+        merged |= {key: value for key, value in OmegaConf.to_container(given).items() if value in ({}, [])}
+        attributes = merged.get("attributes")
+        if isinstance(attributes, dict):  # the manifest's JSON sorts keys: back to the fitted order
+            fitted = [name for name in list(self.counted.vocab)[2:] if name in attributes]
+            merged["attributes"] = {name: attributes[name] for name in [*fitted, *attributes] if name in attributes}
+        return merged
 
     def read(self, path: str | Path, overrides: Sequence[str] = ()) -> AlertTable:
         """New alerts from a file or folder in the format of the fitted input. Errors name
