@@ -44,7 +44,7 @@ def field_text(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, str):
-        return value
+        return writable(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, list | tuple):
@@ -70,7 +70,15 @@ def _flat(values: list | tuple) -> list[Any]:
 
 def compact(value: Any) -> str:
     """Compact JSON text of a value."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    return writable(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str))
+
+
+def writable(text: str) -> str:
+    """``text`` with each lone UTF-16 surrogate (a JSON escape such as \\ud800 that pairs with
+    nothing) as U+FFFD: UTF-8 cannot hold one, so no output file could."""
+    if text.isascii():
+        return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 @dataclass

@@ -271,6 +271,18 @@ def test_field_of_one_megabyte(tmp_path):
     assert len(table.alerts["log"].iloc[0]) == 1 << 20 and len(table.rejected["raw"].iloc[0]) == 500
 
 
+def test_lone_surrogate_escapes_in_json_strings_become_replacement_characters(tmp_path):
+    """"\\ud800" is valid JSON but no UTF-8 text: it crashed the column build (pandas' Arrow
+    strings). In a core field, an attribute or a rejected record's raw text it becomes U+FFFD."""
+    lines = ['{"timestamp": "2024-03-04T10:00:00Z", "agent": {"name": "web\\ud800"}, "rule": {"id": "5710", "description": "x\\udfff"}}',
+             '{"timestamp": "never \\ud800", "agent": {"name": "w"}, "rule": {"id": "1"}}']
+    table = load_alerts({"format": "wazuh", "attributes": {"description": "rule.description"}},
+                        write(tmp_path / "s.json", "\n".join(lines)))
+    assert_accounted(table, 2)
+    assert table.alerts[["entity", "description"]].values.tolist() == [["web\ufffd", "x\ufffd"]]
+    assert "never \ufffd" in table.rejected["raw"].iloc[0]
+
+
 def test_broken_json_lines_are_rejected_with_line_numbers(tmp_path):
     lines = [
         wazuh_line(),
