@@ -135,6 +135,8 @@ DAMAGE = {  # how a copy of the saved model is spoilt, and what the error says
     "vocabulary cut": (lambda m: _edit_manifest(m, lambda d: d["vocab"].update(type=d["vocab"]["type"][:3])),
                        "do not fit together (codes outside the vocabularies)"),
     "tensors cut": (lambda m: (m / TENSORS).write_bytes((m / TENSORS).read_bytes()[:1000]), "not a readable tensor file"),
+    "loader not an object": (lambda m: _edit_manifest(m, lambda d: d.update(loader=[1])),
+                             "do not fit together (its loader is a JSON list, not an object)"),
 }
 
 

@@ -42,7 +42,7 @@ def attribute_options(
     """
     if attributes is None:
         attributes = defaults or {}
-    if isinstance(attributes, str):
+    if not isinstance(attributes, Mapping | list | tuple):  # a str, a number, a bool
         raise DataError(f"data.attributes={attributes!r} must be a list of columns or a mapping name: column")
     pairs = attributes.items() if isinstance(attributes, Mapping) else ((a, a) for a in attributes)
     out = {str(name): source for name, source in pairs}

@@ -239,6 +239,8 @@ class SavedModel:
             vocab = {col: pd.Index(manifest["vocab"][col]) for col in manifest["columns"]}
             counted = CountedAlerts(vocab, *(tensors[f"counted.{k}"].numpy() for k in ("tuples", "tuple_of", "times")))
             _check_counted(counted, manifest["alerts"], manifest["tuples"])
+            if not isinstance(manifest["loader"], dict):
+                raise ValueError(f"its loader is a JSON {type(manifest['loader']).__name__}, not an object")
             return cls(car, counted, manifest["loader"])
         except (CARError, KeyError, TypeError, ValueError, RuntimeError) as err:
             why = f"no key {err}" if isinstance(err, KeyError) else _first_line(err)

@@ -119,6 +119,7 @@ def test_unusable_file_is_one_clear_error(tmp_path, name, data, cfg, needles):
         ({**CSV, "time_unit": "h"}, ["data.time_unit='h' is not known", "use auto, s, ms or iso"]),
         ({**CSV, "delimiter": ";;"}, ["data.delimiter=';;' must be one character"]),
         ({**CSV, "attributes": "user"}, ["data.attributes='user' must be a list"]),
+        ({**CSV, "attributes": 5}, ["data.attributes=5 must be a list"]),  # was a TypeError traceback
         ({**CSV, "attributes": {"entity": "user"}}, ["'entity' is a reserved column name", "rename it"]),
         ({**CSV, "labels": {"attack": {"col": "x"}}}, ["data.labels.attack=", "{column: <name>, negative: <benign value>}"]),
         ({"format": "wazuh", "delimiter": ","}, ["data.delimiter is not an option of data format wazuh"]),
