@@ -53,4 +53,7 @@ def _with_raw(result: dict[str, Any], core: list[list[str]]) -> Mapping[str, Any
         eve = json.loads(raw)
     except (ValueError, RecursionError):  # not JSON, an over-long number or too deep: no EVE fields
         return result
-    return ChainMap(result, eve) if isinstance(eve, dict) else result
+    if not isinstance(eve, dict):
+        return result
+    # A field present but null or empty must not hide the EVE line's value.
+    return ChainMap({key: value for key, value in result.items() if value is not None and value != ""}, eve)

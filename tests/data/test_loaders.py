@@ -191,6 +191,21 @@ def test_cptc_bad_records_are_rejected_by_index(tmp_path):
         load_alerts({"format": "cptc"}, str(path))
 
 
+def test_cptc_null_or_empty_field_falls_back_to_the_raw_eve_line(tmp_path):
+    """A flattened field present but null or "" does not hide the value of the record's _raw EVE
+    line (a deleted field already did not)."""
+    raw = json.dumps(eve(1))
+    records = [{"result": {"_time": "2017-11-04T08:48:36.300-0400", "dest_ip": None, "_raw": raw}},
+               {"result": {"_time": "2017-11-04T08:48:37.300-0400", "alert.signature": "", "_raw": raw}}]
+    path = tmp_path / "NationalTeam8.json"
+    path.write_text(json.dumps(records))
+    table = load_alerts({"format": "cptc"}, str(path))
+    assert_accounted(table, 2)
+    assert table.rejected.empty
+    assert table.alerts["entity"].tolist() == ["10.1.0.1"] * 2
+    assert table.alerts["type"].tolist() == ["ET SCAN Potential SSH Scan"] * 2
+
+
 def test_dotted_field_access():
     record = {"alert.signature": "flat", "rule": {"id": "5710", "groups": ["a", "b"], "x.y": {"z": 1}}}
     assert field_value(record, "alert.signature") == "flat"
