@@ -98,13 +98,13 @@ def _load_history(data_cfg: DictConfig) -> AlertTable:
     is unlabeled for CAR and the baselines (the peers trained on its labels say so if absent)."""
     try:
         return load_alerts(data_cfg, data_cfg.history, option="data.history")
-    except DataError:
+    except DataError as err:
         if not data_cfg.get("labels"):
             raise
         # Labels are optional here: if the file fails without them too, that error is the one to fix.
         history = load_alerts({**OmegaConf.to_container(data_cfg, resolve=True), "labels": None},
                               data_cfg.history, option="data.history")
-        log.info("data.history has no label columns (%s); read it unlabeled", ", ".join(data_cfg.labels))
+        log.info("data.history read without its labels (%s): %s", ", ".join(data_cfg.labels), err)
         return history
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -222,7 +223,7 @@ def _header(raw: bytes, delimiter: str) -> list[str] | None:
 
 
 def _repeated(names: list[str]) -> frozenset[str]:
-    return frozenset(name for name in names if names.count(name) > 1)
+    return frozenset(name for name, count in Counter(names).items() if count > 1)
 
 
 def _unique(names: list[str]) -> list[str]:

@@ -157,8 +157,8 @@ class SavedModel:
         merged |= {key: value for key, value in OmegaConf.to_container(given).items() if value in ({}, [])}
         attributes = merged.get("attributes")
         if isinstance(attributes, dict):  # the manifest's JSON sorts keys: back to the fitted order
-            fitted = [name for name in list(self.counted.vocab)[2:] if name in attributes]
-            merged["attributes"] = {name: attributes[name] for name in [*fitted, *attributes] if name in attributes}
+            fitted = {name: attributes[name] for name in list(self.counted.vocab)[2:] if name in attributes}
+            merged["attributes"] = fitted | attributes  # keys already in `fitted` keep their place
         return merged
 
     def read(self, path: str | Path, overrides: Sequence[str] = ()) -> AlertTable:
