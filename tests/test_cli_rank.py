@@ -177,6 +177,20 @@ def test_input_errors_name_car_rank_options(trained, tmp_path, capsys, text, exp
     assert "data." not in err.replace("--data ", "") and ("--data labels" in err or "--input" in err), err
 
 
+@pytest.mark.parametrize(("option", "expected"), [
+    ("nokey=1", "--data nokey is not an option of data format csv"),
+    ("labels=5", "--data labels=5 must be a mapping (or null); set one entry with --data labels.attack=<column>"),
+    ("path=other.csv", "--data path=other.csv: car rank reads the alerts of --input"),  # was silently ignored
+])
+def test_bad_data_overrides_name_car_rank_options(trained, tmp_path, capsys, option, expected):
+    folder, run_dir, _ = trained
+    code = main(["rank", "--model", str(run_dir / "model"), "--input", str(folder / "part2.csv"), "--out", str(tmp_path / "out"),
+                 "--data", option])
+    err = capsys.readouterr().err
+    assert code == 2 and expected in err and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()
+
+
 def test_data_overrides_replace_a_mapping_when_empty(trained):
     """--data labels=null and --data labels={} both read new alerts without label columns (an
     OmegaConf merge would keep the fitted input's labels under {}); other keys still merge."""

@@ -31,6 +31,8 @@ FORMATS: dict[str, tuple[str, tuple[str, ...]]] = {
     "enterprise_sim": ("car.data.simulate:load_enterprise_sim", ()),
 }
 NOT_OPTIONS = ("format", "path", "history")
+# Options that must be mappings when set, and how to set them.
+MAPPING_OPTIONS = {"columns": "data.columns.entity=host", "labels": "+data.labels.attack=<column>"}
 
 
 def load_alerts(cfg: Mapping[str, Any], path: str | PathLike | None, option: str = "data.path") -> AlertTable:
@@ -51,6 +53,9 @@ def _load(cfg: Mapping[str, Any], path: str | PathLike | None) -> AlertTable:
         options.pop(key, None)
     load = loader(fmt)
     check_options(fmt, load, options)
+    _check_mappings(options)
+    if path is not None and not isinstance(path, str | PathLike):
+        raise DataError(f"data.path={path!r} must be a file or folder path; fix it with data.path=<path>")
     patterns = FORMATS[fmt][1]
     if not patterns:
         return load(None if path is None else str(path), **options)
@@ -76,6 +81,13 @@ def check_options(fmt: str, load: Callable[..., AlertTable], options: Mapping[st
     for key in options:
         if key not in valid:
             raise DataError(f"data.{key} is not an option of data format {fmt}; valid: {', '.join(valid)}")
+
+
+def _check_mappings(options: Mapping[str, Any]) -> None:
+    for key, example in MAPPING_OPTIONS.items():
+        value = options.get(key)
+        if value is not None and not isinstance(value, Mapping):
+            raise DataError(f"data.{key}={value!r} must be a mapping (or null); set one entry with {example}")
 
 
 def concat_tables(tables: list[AlertTable], source: str) -> AlertTable:

@@ -55,7 +55,7 @@ FORMAT, FORMAT_VERSION = "car-model", 1
 MANIFEST, TENSORS = "car_model.json", "tensors.pt"
 REFIT = "save it again by re-running train.py with model=car (or hpyp, ngram, ape)"
 # Loader options in the loaders' messages (``data.columns.<field>``, ...): `car rank` sets them as ``--data <key>``.
-LOADER_OPTION = re.compile(r"\bdata\.(columns|attributes|labels|time_unit|delimiter|format)\b")
+LOADER_OPTION = re.compile(r"\+?\bdata\.(?!path\b|history\b)([A-Za-z_]\w*)")
 # A model fitted on data=enterprise_sim reads new alerts from `car simulate` CSV files.
 SIMULATOR_CSV = {"format": "csv", "columns": {"time": "time", "entity": "host", "type": "type"},
                  "attributes": SIMULATOR_ATTRIBUTES, "labels": {"attack": "label_attack"}}
@@ -148,6 +148,10 @@ class SavedModel:
         """Loader config for new alerts: the fitted input's (the simulator's: its CSV), with
         ``key=value`` overrides, e.g. ``labels=null`` for files without the label columns."""
         base = SIMULATOR_CSV if self.loader.get("format") == "enterprise_sim" else self.loader
+        paths = [o for o in overrides if o.split("=", 1)[0].strip() in ("path", "history")]
+        if paths:
+            raise ConfigError(f"--data {paths[0]}: car rank reads the alerts of --input and no history; "
+                              "give the file or folder with --input")
         try:
             given = OmegaConf.from_dotlist(list(overrides))
             merged = OmegaConf.to_container(OmegaConf.merge(base, given), resolve=True)

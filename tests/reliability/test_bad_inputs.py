@@ -121,6 +121,9 @@ def test_unusable_file_is_one_clear_error(tmp_path, name, data, cfg, needles):
         ({**CSV, "attributes": "user"}, ["data.attributes='user' must be a list"]),
         ({**CSV, "attributes": 5}, ["data.attributes=5 must be a list"]),  # was a TypeError traceback
         ({**CSV, "attributes": {"entity": "user"}}, ["'entity' is a reserved column name", "rename it"]),
+        # were AttributeError / TypeError tracebacks
+        ({**CSV, "labels": 5}, ["data.labels=5 must be a mapping (or null)", "+data.labels.attack=<column>"]),
+        ({**CSV, "columns": 5}, ["data.columns=5 must be a mapping (or null)", "data.columns.entity=host"]),
         ({**CSV, "labels": {"attack": {"col": "x"}}}, ["data.labels.attack=", "{column: <name>, negative: <benign value>}"]),
         ({"format": "wazuh", "delimiter": ","}, ["data.delimiter is not an option of data format wazuh"]),
     ],
@@ -136,6 +139,9 @@ def test_missing_path_and_empty_folder(tmp_path):
     with pytest.raises(DataError) as err:
         load_alerts(CSV, None)
     assert_one_line_error(str(err.value), "data.path is not set")
+    with pytest.raises(DataError) as err:  # data.path=5 on the command line: was a TypeError traceback
+        load_alerts(CSV, 5)
+    assert_one_line_error(str(err.value), "data.path=5 must be a file or folder path")
     write(tmp_path / "notes.txt", "not alerts")
     with pytest.raises(DataError) as err:
         load_alerts(CSV, tmp_path)
