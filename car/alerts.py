@@ -28,7 +28,6 @@ __all__ = ["AlertTable", "DataError", "build_alert_table", "parse_times"]
 
 MISSING = "(missing)"
 REJECTED_COLUMNS = ["alert_id", "source", "reason", "raw"]
-CORE_COLUMNS = ["alert_id", "time", "entity", "type"]
 # Times before 1990 or after 2100 are almost always a unit mistake (ms read as s, or s as ms).
 _TIME_MIN = pd.Timestamp("1990-01-01", tz="UTC")
 _TIME_MAX = pd.Timestamp("2100-01-01", tz="UTC")

@@ -215,7 +215,6 @@ def run_model(case: str, model_name: str, profile_dir: Path | None = None, extra
     trainer = {**OmegaConf.to_container(cfg.trainer, resolve=True), "logger": False, "enable_progress_bar": False}
     SUB.clear()
     stages: dict[str, dict[str, float]] = {}
-    state: dict[str, Any] = {}
     tmp = tempfile.TemporaryDirectory(prefix="bench_speed_")
     profiles: dict[str, cProfile.Profile] = {}
 

@@ -33,7 +33,6 @@ class CsvRows:
 
     frame: pd.DataFrame
     parsed: Parsed
-    header: list[str]
     repeated: frozenset[str] = frozenset()  # names the file's header holds more than once
 
 
@@ -120,7 +119,7 @@ def _fast(data: bytes, source: str, delimiter: str) -> CsvRows | None:
         if _field_counts(text, delimiter) != [count]:
             return None  # a quote in mid-field or a bare CR line end: the numpy bounds are wrong here
         parsed.reject(int(i), int(rec.lines[rows[i]]), f"expected {len(header)} fields, found {count}", text)
-    return CsvRows(frame, parsed, header, _repeated(raw))
+    return CsvRows(frame, parsed, _repeated(raw))
 
 
 def _field_counts(text: str, delimiter: str) -> list[int]:
@@ -194,7 +193,7 @@ def _slow(data: bytes, source: str, delimiter: str) -> CsvRows:
         raise _header_only(source)
     columns = list(zip(*records)) if records else [()] * len(header)
     frame = pd.DataFrame({h: pd.Series(c, dtype=str) for h, c in zip(header, columns)})
-    return CsvRows(frame, parsed, header, _repeated(raw))
+    return CsvRows(frame, parsed, _repeated(raw))
 
 
 class _CountedLines:

@@ -156,7 +156,7 @@ class AlertDataModule(L.LightningDataModule):
     def __init__(self, encoded: EncodedAlerts, depth: int, tuple_batch: int = 4096, seed: int = 0,
                  partitions: int = 1) -> None:
         super().__init__()
-        self.encoded, self.depth, self.tuple_batch, self.seed = encoded, depth, tuple_batch, seed
+        self.encoded, self.tuple_batch, self.seed = encoded, tuple_batch, seed
         self.tree = partitioned_tree(encoded, depth, partitions)
         self.tuples, self.tuple_counts, self.tuple_of = unique_tuples(encoded.codes)
 

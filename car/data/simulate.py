@@ -317,7 +317,7 @@ def simulate_enterprise(**options) -> Simulation:
     ]
     rest = n_noise - sum(len(p["time"]) for p in parts[1:])
     parts.append(_background(env, max(0, rest), np.random.default_rng([seed, 6])))
-    return Simulation(_frame(env, parts, templates), [t.pattern for t in templates], _inventory(env))
+    return Simulation(_frame(env, parts), [t.pattern for t in templates], _inventory(env))
 
 
 def planted_patterns(seed: int = 0, **options) -> list[tuple[str, ...]]:
@@ -798,7 +798,7 @@ def _concat(parts: list[dict]) -> dict[str, np.ndarray]:
     return {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}
 
 
-def _frame(env: _Env, parts: list[dict], templates: list[_Template]) -> pd.DataFrame:
+def _frame(env: _Env, parts: list[dict]) -> pd.DataFrame:
     """The alert frame in time order, strings as categoricals."""
     cols = _concat(parts)
     order = np.argsort(cols["time"], kind="stable")
