@@ -304,9 +304,8 @@ def _pattern_table(ranked: RankedAlerts, enc: EncodedAlerts, alerts: AlertTable,
 
 
 def explanations(alerts: AlertTable, enc: EncodedAlerts, pattern_id: pd.array, content: np.ndarray,
-                 patterns: pd.DataFrame, type_bursts: np.ndarray | None = None, unusual: np.ndarray | None = None,
-                 lifted: np.ndarray | None = None, linked: np.ndarray | None = None,
-                 anomalous: float = 0.99) -> np.ndarray:
+                 patterns: pd.DataFrame, type_bursts: np.ndarray | None, unusual: np.ndarray, lifted: np.ndarray,
+                 linked: np.ndarray, anomalous: float = 0.99) -> np.ndarray:
     """A plain-words reason per alert (n,), from the model's own terms: the pattern the alert
     is a step of, how often its type occurs (history included; in how many bursts, given
     ``type_bursts`` per type code), which attribute value is unusual for its type (``unusual``
@@ -322,9 +321,6 @@ def explanations(alerts: AlertTable, enc: EncodedAlerts, pattern_id: pd.array, c
     rare = np.zeros(len(frame), dtype=bool)
     if len(content) > 1 and np.ptp(content) > 0:
         rare = content > np.quantile(content, anomalous)
-    unusual = np.full(len(frame), -1) if unusual is None else unusual
-    lifted = np.zeros(len(frame), dtype=bool) if lifted is None else lifted
-    linked = np.full(len(frame), -1) if linked is None else linked
     value = np.full(len(frame), "", dtype=object)
     for a, name in enumerate(alerts.attributes):
         at = np.flatnonzero(unusual == a)

@@ -69,15 +69,12 @@ class RankedAlerts:
 
     def __init__(self, scores: np.ndarray, temporal: np.ndarray, content: np.ndarray, prior: np.ndarray,
                  patterns: list[Pattern], pattern_scores: np.ndarray, occurrences: Occurrences,
-                 next_steps: list[list[tuple[int, float]]], type_bursts: np.ndarray | None = None,
-                 unusual: np.ndarray | None = None, lifted: np.ndarray | None = None,
-                 linked: np.ndarray | None = None) -> None:
+                 next_steps: list[list[tuple[int, float]]], type_bursts: np.ndarray | None,
+                 unusual: np.ndarray, lifted: np.ndarray, linked: np.ndarray) -> None:
         self.scores, self.temporal, self.content, self.prior = scores, temporal, content, prior
         self.patterns, self.pattern_scores, self.occurrences = patterns, pattern_scores, occurrences
         self.next_steps, self.type_bursts = next_steps, type_bursts
-        self.unusual = np.full(len(scores), -1) if unusual is None else unusual
-        self.lifted = np.zeros(len(scores), dtype=bool) if lifted is None else lifted
-        self.linked = np.full(len(scores), -1) if linked is None else linked
+        self.unusual, self.lifted, self.linked = unusual, lifted, linked
 
 
 class CARModule(L.LightningModule):
