@@ -1,6 +1,6 @@
 """The ``car`` command: ``car simulate`` writes simulated alerts, ``car rank`` ranks new alerts
-with a saved model. Each verb is an ``_add_<verb>`` function (its options) and a ``_<verb>``
-function (what it does)."""
+with a saved model, ``car compare`` compares the MLflow runs of an experiment. Each verb is an
+``_add_<verb>`` function (its options) and a ``_<verb>`` function (what it does)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from car.errors import CARError, DataError, os_error_line
+
 
 def _simulate(args: argparse.Namespace) -> None:
     from car.data.simulate import write_simulation
