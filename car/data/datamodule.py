@@ -8,7 +8,7 @@ patterns; scores and occurrences are mapped back to every alert of a run.
 `encode_alerts` turns the batch (and optional history) into arrays once; `AlertDataModule`
 builds the context-tree counts and the distinct attribute tuples from them and serves the
 joint training steps: each step is a slice of distinct tuples (content NCE) and a slice of
-alerts (temporal leave-one-out likelihood), so one epoch visits every tuple and alert once.
+runs (temporal leave-one-out likelihood), so one epoch visits every tuple and run once.
 Under DDP each process takes its own part of every slice (docs/scaling.md).
 """
 
@@ -117,21 +117,21 @@ def shard(n: int, steps: int, gen: np.random.Generator, rank: int = 0, world: in
 
 
 class _JointSteps(Dataset):
-    """Step b: distinct tuples and alert chain counts of slice b of fixed permutations, part
+    """Step b: distinct tuples and run chain counts of slice b of fixed permutations, part
     ``rank`` of ``world``: the DDP processes of one optimizer step together see the whole slice."""
 
     def __init__(self, tuples: np.ndarray, counts: np.ndarray, chains: ChainCounts, steps: int, seed: int,
                  rank: int = 0, world: int = 1) -> None:
         gen = np.random.default_rng(seed)
         tuple_slices = shard(len(tuples), steps, gen, rank, world)
-        alert_slices = shard(chains.c_s.shape[1], steps, gen, rank, world)
+        run_slices = shard(chains.c_s.shape[1], steps, gen, rank, world)
         # Gathered once in step order, so that a step is a contiguous slice: gathering columns
         # step by step took a tenth of the fit on 1 M alerts.
-        t, a = np.concatenate(tuple_slices), np.concatenate(alert_slices)
+        t, r = np.concatenate(tuple_slices), np.concatenate(run_slices)
         self.tuples, self.counts = tuples[t], counts[t]
-        self.chains = {k: getattr(chains, k)[:, a] for k in COUNT_ARRAYS}
+        self.chains = {k: getattr(chains, k)[:, r] for k in COUNT_ARRAYS}
         self.tuple_bounds = np.cumsum([0] + [len(s) for s in tuple_slices])
-        self.alert_bounds = np.cumsum([0] + [len(s) for s in alert_slices])
+        self.run_bounds = np.cumsum([0] + [len(s) for s in run_slices])
         self.steps = steps
 
     def __len__(self) -> int:
@@ -139,11 +139,11 @@ class _JointSteps(Dataset):
 
     def __getitem__(self, b: int) -> dict[str, torch.Tensor]:
         t = slice(self.tuple_bounds[b], self.tuple_bounds[b + 1])
-        a = slice(self.alert_bounds[b], self.alert_bounds[b + 1])
+        r = slice(self.run_bounds[b], self.run_bounds[b + 1])
         return {
             "tuples": torch.from_numpy(self.tuples[t]),
             "counts": torch.from_numpy(self.counts[t]),
-            **{k: torch.from_numpy(np.ascontiguousarray(v[:, a])) for k, v in self.chains.items()},
+            **{k: torch.from_numpy(np.ascontiguousarray(v[:, r])) for k, v in self.chains.items()},
         }
 
 
