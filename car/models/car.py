@@ -74,8 +74,8 @@ def _seconds(v: object) -> str | None:
     return None if is_number(v) and v >= 0 else "seconds >= 0 (.inf for no limit)"
 
 
-# What each option of conf/model/car.yaml takes, beyond the prior's options that check_options
-# checks itself (rarity_from, burst_gap, the contexts, surprise_bandwidth, agreement, diversity).
+# What each option of conf/model/car.yaml takes, beyond the options that check_options checks
+# itself (temporal.order and the prior's options: see its docstring).
 VALUES: dict[tuple[str, str], Callable[[object], str | None]] = {
     ("temporal", "depth"): _whole(0, MAX_DEPTH), ("temporal", "prior"): _choice(PRIORS),
     ("temporal", "run_gap"): _seconds,

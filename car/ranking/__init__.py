@@ -1,4 +1,4 @@
-"""Ranking of alerts and patterns from their dependency scores (method.md section 4)."""
+"""Ranking of alerts and patterns from their dependency scores (reference: ../shared/docs/method.md section 4)."""
 
 from car.ranking.collaborative import (
     RankingGraph,

@@ -1,4 +1,5 @@
-"""Collaborative ranking (method.md section 4): one convex objective over alert scores
+"""Collaborative ranking (the reference method, ../shared/docs/method.md section 4, called
+method.md below; docs/method.md states what this code does): one convex objective over alert scores
 ``t`` (n,) and pattern scores ``u`` (L,)::
 
     J(t, u) = - p.u - lam * q.t
