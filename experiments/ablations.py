@@ -45,7 +45,8 @@ The session-5 tables of docs/results.md (all variants, both protocols, simulator
 
 Session 6 (docs/results.md, docs/method.md): the edge-preserving similarity and P2 with patterns
 that hold in the batch; the weight sweep's commands are in the ``args`` of
-``experiments/results/weights_session6_*.json``.
+``experiments/results/weights_session6_*.json``. The bandwidth runs need the code of commit
+3d021ae: its option ``similarity_bandwidth`` has since been replaced by ``surprise_bandwidth``.
 
     .venv/bin/python experiments/ablations.py --scenarios russellmitchell shaw fox harrison wheeler \
         --protocols p1 --seeds 0 1 2 --variants car car-no-patterns \
