@@ -20,6 +20,7 @@ CIC-IDS2017 (test ROC-AUC, seed 0, fit_ape defaults) 0.5 gave 0.946, 0 gave 0.80
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -93,9 +94,10 @@ class EntityEmbedding(torch.nn.Module):
 
     @classmethod
     def from_tuples(
-        cls, tuples: np.ndarray, counts: np.ndarray, cardinalities: Sequence[int] | None = None, **kwargs
+        cls, tuples: np.ndarray, counts: np.ndarray, cardinalities: Sequence[int] | None = None, **kwargs: Any
     ) -> EntityEmbedding:
-        """Model sized by ``cardinalities`` (default: column max + 1) with noise from the data."""
+        """Model sized by ``cardinalities`` (default: column max + 1) with noise from the data;
+        ``kwargs`` go to the constructor (dim, k, count_power, seed)."""
         if cardinalities is None:
             cardinalities = (np.asarray(tuples).max(axis=0) + 1).tolist()
         model = cls(cardinalities, **kwargs)

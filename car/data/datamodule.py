@@ -53,6 +53,7 @@ class EncodedAlerts:
 
     @property
     def n_symbols(self) -> int:
+        """Number of alert types (the codes of ``vocab["type"]``)."""
         return len(self.vocab["type"])
 
 
@@ -162,6 +163,7 @@ class AlertDataModule(L.LightningDataModule):
 
     @property
     def steps_per_epoch(self) -> int:
+        """Optimizer steps per epoch: distinct tuples / ``tuple_batch``, rounded up, at least 1."""
         return max(1, -(-len(self.tuples) // self.tuple_batch))
 
     def check_processes(self, world: int) -> None:

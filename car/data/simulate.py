@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -301,7 +302,7 @@ class _Env:
         return self._by_roles[roles]
 
 
-def simulate_enterprise(**options) -> Simulation:
+def simulate_enterprise(**options: Any) -> Simulation:
     """Simulate alerts; options as in ``DEFAULTS`` (unknown keys raise DataError)."""
     opts = _options(options)
     seed = opts["seed"]
@@ -320,13 +321,13 @@ def simulate_enterprise(**options) -> Simulation:
     return Simulation(_frame(env, parts), [t.pattern for t in templates], _inventory(env))
 
 
-def planted_patterns(seed: int = 0, **options) -> list[tuple[str, ...]]:
+def planted_patterns(seed: int = 0, **options: Any) -> list[tuple[str, ...]]:
     """The planted campaign templates (ordered alert types) for these options."""
     opts = _options({**options, "seed": seed})
     return [t.pattern for t in _templates(seed, opts["n_campaigns"], opts["pattern_length"])]
 
 
-def load_enterprise_sim(path: str | None = None, **options) -> AlertTable:
+def load_enterprise_sim(path: str | None = None, **options: Any) -> AlertTable:
     """Simulated alerts as an AlertTable; alerts are generated, so ``path`` must be None.
 
     Entity = host, type = alert type, attributes ``ATTRIBUTES``; labels ``LABEL_COLUMNS``.
@@ -350,7 +351,7 @@ def load_enterprise_sim(path: str | None = None, **options) -> AlertTable:
     )
 
 
-def write_simulation(out: str | Path, **options) -> int:
+def write_simulation(out: str | Path, **options: Any) -> int:
     """Write simulated alerts with labels as CSV (time ISO 8601 UTC); returns the row count."""
     frame = simulate_enterprise(**options).alerts
     seconds = frame["time"].to_numpy(np.int64).astype("datetime64[s]")

@@ -33,6 +33,7 @@ class Rarity(AlertRanker):
         self.counts: pd.Series | None = None
 
     def fit(self, alerts: AlertTable, history: AlertTable | None = None, trainer: dict[str, Any] | None = None) -> Rarity:
+        """Count the types of ``alerts``, ``history`` or both (``counts_from``); ``trainer`` is not used."""
         if self.counts_from != "input" and history is None:
             raise ConfigError(f"model.counts_from={self.counts_from} needs data.history=<path>")
         parts = {
@@ -44,6 +45,7 @@ class Rarity(AlertRanker):
         return self
 
     def rank(self, alerts: AlertTable) -> Ranking:
+        """Score = -log smoothed frequency of each alert's type among the counted ones."""
         if self.counts is None:
             raise RuntimeError("Rarity.rank called before fit")
         counts = alerts.alerts["type"].map(self.counts).fillna(0).to_numpy(np.float64)

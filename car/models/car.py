@@ -196,6 +196,8 @@ class CAR(AlertRanker):
         self.data: AlertDataModule | None = None
 
     def fit(self, alerts: AlertTable, history: AlertTable | None = None, trainer: dict[str, Any] | None = None) -> CAR:
+        """Encode ``alerts`` (and ``history``) and train the CARModule with a Lightning Trainer;
+        ``trainer``: its options (``ckpt_path`` resumes from a checkpoint)."""
         encoded = encode_alerts(alerts, history, float(self.options["temporal"]["run_gap"]))
         self.data = AlertDataModule(encoded, self.options["temporal"]["depth"], self.tuple_batch, self.seed)
         self.module = CARModule(encoded.n_symbols, [len(v) for v in encoded.vocab.values()], **self.options)
@@ -215,6 +217,8 @@ class CAR(AlertRanker):
         return self
 
     def rank(self, alerts: AlertTable) -> Ranking:
+        """Rank the batch alerts of the fit: ``alerts`` is the table ``fit`` was given (new alerts:
+        car/models/saved.py)."""
         if self.module is None:
             raise RuntimeError("CAR.rank called before fit")
         # One global solve, in this process: after a DDP fit (ddp_spawn) the fitted weights are back here.

@@ -89,6 +89,7 @@ class DeepCASERanker(AlertRanker):
         return history.label(self.labels).astype(np.float64)
 
     def rank(self, alerts: AlertTable) -> Ranking:
+        """Score every alert of ``alerts`` by its cluster or as manual review (module docstring)."""
         if self.model is None:
             raise RuntimeError("DeepCASERanker.rank called before fit")
         torch.set_num_threads(self.threads)

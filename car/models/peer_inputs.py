@@ -55,14 +55,17 @@ class EventCodes:
 
     @classmethod
     def of(cls, history: AlertTable) -> EventCodes:
+        """The codes of the types of ``history``."""
         return cls(np.unique(history.alerts["type"].to_numpy(dtype=str)))
 
     @property
     def unknown(self) -> int:
+        """The code of a type the history never had."""
         return len(self.types)
 
     @property
     def padding(self) -> int:
+        """The code that pads a context with fewer earlier events."""
         return len(self.types) + 1
 
     @property

@@ -64,6 +64,7 @@ class TiresiasRanker(AlertRanker):
         return self
 
     def rank(self, alerts: AlertTable) -> Ranking:
+        """Score = 1 - P(type | previous alerts of the entity) for every alert of ``alerts``."""
         if self.model is None:
             raise RuntimeError("TiresiasRanker.rank called before fit")
         torch.set_num_threads(self.threads)

@@ -87,6 +87,7 @@ class Tracker:
         log_pyfunc(model_dir)
 
     def end(self, status: str = "FINISHED") -> None:
+        """End the run with ``status`` (MLflow's FINISHED or FAILED); nothing without a run."""
         if self.run_id is not None:
             import mlflow
 

@@ -107,6 +107,7 @@ class Level:
 
     @property
     def n_nodes(self) -> int:
+        """Number of contexts at this depth."""
         return len(self.key)
 
 
@@ -131,10 +132,12 @@ class ChainCounts:
 
     @classmethod
     def empty(cls, n_symbols: int, depth: int, m: int) -> ChainCounts:
+        """All-zero counts of m queries, depths 0..depth (numpy float32)."""
         return cls(n_symbols, *(np.zeros((depth + 1, m), dtype=np.float32) for _ in range(4)))
 
     @property
     def depth(self) -> int:
+        """Deepest context depth D (the arrays have D+1 rows)."""
         return self.c_s.shape[0] - 1
 
 
@@ -155,10 +158,12 @@ class ContextTree:
 
     @property
     def depth(self) -> int:
+        """Deepest context depth D."""
         return len(self.levels) - 1
 
     @property
     def base(self) -> int:
+        """Radix B = K + 1 of the node keys (K symbols plus the unseen slot)."""
         return self.n_symbols + 1
 
     @classmethod
