@@ -69,7 +69,7 @@ import time
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from car.alerts import AlertTable
 from car.eval.metrics import evaluate_alerts
@@ -126,7 +126,8 @@ def datasets(args: argparse.Namespace) -> list[tuple[str, list[str], bool]]:
     return out
 
 
-def config(overrides: list[str]):
+def config(overrides: list[str]) -> DictConfig:
+    """The composed train config with ``overrides``, tracking off."""
     with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
         return compose("train", overrides=["logger=none", *overrides])
 
@@ -165,6 +166,7 @@ def run(data_overrides: list[str], variant: list[str], cache: dict) -> dict[str,
 
 
 def markdown(name: str, rows: dict[str, dict[str, float]]) -> str:
+    """One data set's table: per variant AP raw and grouped and workload to 95% per label kind, seconds."""
     kinds = sorted({k.split("/")[0] for m in rows.values() for k in m if "/" in k})
     head = ["variant"] + [f"{k} {c}" for k in kinds for c in ("AP raw", "AP grouped", "wl@95 raw")] + ["fit+rank s"]
     lines = [f"### {name}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -175,6 +177,7 @@ def markdown(name: str, rows: dict[str, dict[str, float]]) -> str:
 
 
 def main() -> None:
+    """Run every variant on every data set asked for; print the tables, write --out as it goes."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenarios", nargs="*", default=["russellmitchell", "shaw"], choices=SCENARIOS)
     parser.add_argument("--protocols", nargs="*", default=["p1", "p2"], choices=["p1", "p2"])

@@ -79,6 +79,7 @@ def loss_table(groups: np.ndarray, labels: np.ndarray, scores: dict[str, np.ndar
 
 
 def markdown(table: pd.DataFrame) -> str:
+    """`loss_table` as a Markdown table."""
     head = ["group", *table.columns]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for group, row in table.iterrows():
@@ -88,6 +89,7 @@ def markdown(table: pd.DataFrame) -> str:
 
 
 def main() -> None:
+    """Fit the variants on one data set and print (and with --out write) its AP-loss table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0, help="simulator seed (without --scenario)")
     parser.add_argument("--sim-alerts", type=int, default=20000)

@@ -55,7 +55,10 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
@@ -194,7 +197,7 @@ def instrument() -> None:
 # ----------------------------------------------------------------------------- worker
 
 
-def _config(overrides: list[str]):
+def _config(overrides: list[str]) -> DictConfig:
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
@@ -281,6 +284,8 @@ def _write_profiles(out: Path, case: str, model_name: str, profiles: dict[str, c
 
 def worker(case: str, out: Path, models: list[str], profile_dir: Path | None, car_overrides: list[str],
            repeat: int) -> None:
+    """The subprocess of one case: warm up, run ``models`` in turn ``repeat`` times, write the
+    median runs as JSON to ``out`` (after every run, so a timeout keeps what finished)."""
     import torch
 
     logging.basicConfig(level=logging.WARNING)
@@ -315,6 +320,8 @@ def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def run_case(case: str, models: list[str], timeout: float, profile_dir: Path | None,
              car_overrides: list[str], repeat: int = 1) -> dict[str, Any]:
+    """Run one case in a fresh `worker` subprocess; its result with wall time, load averages and
+    ``error``: the last line of stderr, or the timeout, if it failed."""
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         part = Path(f.name)
     cmd = [sys.executable, __file__, "--worker", case, "--worker-out", str(part), "--models", *models,
@@ -415,6 +422,7 @@ def exponents(results: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def main() -> None:
+    """Run the cases (or print the tables of --table), writing --out after every case."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", nargs="*", default=None, help=f"default: all, in this order: {' '.join(CASES)}")
     parser.add_argument("--quick", action="store_true", help=f"only {' '.join(QUICK)}")
