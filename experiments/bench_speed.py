@@ -421,6 +421,14 @@ def exponents(results: list[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
+def print_tables(results: list[dict[str, Any]]) -> None:
+    """Print the speed and sub-stage tables of ``results`` and the log-log slopes."""
+    print(markdown(results), substage_markdown(results), sep="\n\n")
+    exp = exponents(results)
+    if exp:
+        print("\nlog-log slope over the simulator sizes: " + ", ".join(f"{k} {v:.2f}" for k, v in exp.items()))
+
+
 def main() -> None:
     """Run the cases (or print the tables of --table), writing --out after every case."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -443,11 +451,7 @@ def main() -> None:
         worker(args.worker, args.worker_out, args.models, args.profile, args.car_overrides, args.repeat)
         return
     if args.table:
-        results = json.loads(args.table.read_text())["results"]
-        print(markdown(results), substage_markdown(results), sep="\n\n")
-        exp = exponents(results)
-        if exp:
-            print("\nlog-log slope over the simulator sizes: " + ", ".join(f"{k} {v:.2f}" for k, v in exp.items()))
+        print_tables(json.loads(args.table.read_text())["results"])
         return
     cases = QUICK if args.quick else (args.cases or CASES)
     for case in cases:
@@ -472,13 +476,7 @@ def main() -> None:
         print(f"profiles in {args.profile}")
         return
     print()
-    print(markdown(results))
-    print()
-    print(substage_markdown(results))
-    exp = exponents(results)
-    if exp:
-        print()
-        print("log-log slope over the simulator sizes: " + ", ".join(f"{k} {v:.2f}" for k, v in exp.items()))
+    print_tables(results)
 
 
 if __name__ == "__main__":
