@@ -31,7 +31,7 @@ from matplotlib.figure import Figure
 from car.errors import ConfigError
 from car.eval.metrics import precision_recall_curve
 from car.outputs.files import write_bytes, write_csv
-from car.outputs.pictures import png
+from car.outputs.pictures import label_precision_recall, png
 
 SUMMARY_TAG = "car.summary"
 GROUP = ["method", "scenario", "protocol"]
@@ -284,11 +284,7 @@ def _curve_figure(methods: dict[str, tuple[np.ndarray, np.ndarray]], title: str)
     for method, (precision, recall) in methods.items():
         keep = np.unique(np.linspace(0, len(recall) - 1, CURVE_POINTS).astype(np.int64))
         ax.step(np.r_[0.0, recall[keep]], np.r_[precision[0], precision[keep]], where="pre", label=method)
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
-    ax.set_xlim(0, 1.01)
-    ax.set_ylim(0, 1.01)
-    ax.set_title(f"precision-recall, {title} (lowest seed)", loc="left")
+    label_precision_recall(ax, f"precision-recall, {title} (lowest seed)")
     ax.legend(fontsize=7)
     return figure
 

@@ -252,10 +252,15 @@ def precision_recall_figure(table: AlertTable, scores: np.ndarray) -> Figure | N
         (line,) = ax.step(np.r_[0.0, recall], np.r_[precision[0], precision], where="pre",
                           label=_plain(f"{kind}: AP {ap:.3f}"))
         ax.axhline(labels.mean(), color=line.get_color(), linestyle=":", linewidth=0.8)
+    label_precision_recall(ax, "precision-recall (dotted: share of attacks, a random order's precision)")
+    ax.legend(loc="upper right")
+    return figure
+
+
+def label_precision_recall(ax: Axes, title: str) -> None:
+    """Axis names and limits (0 to 1.01) of a precision-recall plot, and its ``title`` on the left."""
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
     ax.set_xlim(0, 1.01)
     ax.set_ylim(0, 1.01)
-    ax.set_title("precision-recall (dotted: share of attacks, a random order's precision)", loc="left")
-    ax.legend(loc="upper right")
-    return figure
+    ax.set_title(title, loc="left")
