@@ -96,8 +96,14 @@ def parse_times(values: pd.Series, unit: str = "auto") -> pd.Series:
     else:
         text = values
     if unit in {"auto", "iso"} and len(text):
-        out[text.index] = pd.to_datetime(text.astype(str), utc=True, errors="coerce", format="ISO8601")
-    return out.where((out >= _TIME_MIN) & (out < _TIME_MAX))
+        out[text.index] = _in_range(pd.to_datetime(text.astype(str), utc=True, errors="coerce", format="ISO8601"))
+    return _in_range(out)
+
+
+def _in_range(times: pd.Series) -> pd.Series:
+    """``times`` as datetime64[ns, UTC], NaT outside 1990..2100: pandas parses ISO text at the
+    resolution it needs, and a year such as 2500 or 1000 does not fit in nanoseconds."""
+    return times.where((times >= _TIME_MIN) & (times < _TIME_MAX)).astype("datetime64[ns, UTC]")
 
 
 def build_alert_table(

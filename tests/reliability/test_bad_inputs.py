@@ -213,6 +213,7 @@ def test_times_seconds_milliseconds_iso_and_bad_ones(tmp_path):
         ("4102444800", None),  # 2100-01-01
         ("99999999999999999999999", None), ("1e300", None), ("nan", None), ("inf", None),
         ("", None), ("never", None), ("2024-02-30T00:00:00Z", None), ("2024-13-01", None), ("12:00", None),
+        ("2500-01-01T00:00:00Z", None), ("1000-01-01", None),  # ISO beyond pandas' nanosecond range
     ]
     text = HEADER + "".join(f"{cell},h,t{i}\n" for i, (cell, _) in enumerate(cases))
     table = load_alerts(CSV, write(tmp_path / "t.csv", text))
