@@ -22,8 +22,9 @@ _XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\ufff
 def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
     """Prefix with ``'`` every text cell a spreadsheet would run as a formula.
 
-    Numeric columns and text that parses as a number (``-1``, ``+3.5``) are left as they are.
-    Each distinct value is checked once (alert columns repeat few values).
+    Numeric columns and text that parses as a finite number (``-1``, ``+3.5``) are left as they
+    are; ``-inf`` or ``-Infinity`` is no number to a spreadsheet (it shows ``#NAME?``) and is
+    prefixed. Each distinct value is checked once (alert columns repeat few values).
     """
     out = frame.copy()
     for col in out.columns:
@@ -32,7 +33,8 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
         codes, uniques = pd.factorize(out[col])
         text = pd.Series(uniques, dtype="string")
         risky = text.str.startswith(_FORMULA_START).fillna(False)
-        risky &= pd.to_numeric(text.where(risky), errors="coerce").isna()
+        number = pd.to_numeric(text.where(risky), errors="coerce").astype("float64")
+        risky &= ~np.isfinite(number)
         if risky.any():
             safe = text.where(~risky, "'" + text).to_numpy(dtype=object)
             out[col] = pd.Series(np.append(safe, None)[codes], index=out.index, dtype="string")

@@ -5,6 +5,11 @@ import pandas as pd
 from car.outputs.files import neutralise_formulas, write_csv
 
 
+def test_infinities_are_no_numbers_to_a_spreadsheet():
+    frame = pd.DataFrame({"text": ["-inf", "+inf", "-Infinity", "-nan", "-1e5", "+.5"]})
+    assert neutralise_formulas(frame)["text"].tolist() == ["'-inf", "'+inf", "'-Infinity", "'-nan", "-1e5", "+.5"]
+
+
 def test_formula_cells_are_prefixed_and_numbers_stay_numbers(tmp_path):
     frame = pd.DataFrame(
         {
