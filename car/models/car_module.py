@@ -144,6 +144,7 @@ class CARModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.noise = torch.Generator()
         self.noise.set_state(checkpoint["nce_noise_state"])
+        finish_saved_epoch(checkpoint.get("loops", {}).get("fit_loop", {}))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         # fused: one pass over each parameter per step; on the embedding table of 1 M alerts over
@@ -301,6 +302,22 @@ class CARModule(L.LightningModule):
             log.warning("ranking: the solve did not converge (%d iterations, %d Krylov steps); "
                         "ranked with its last scores", result.iterations, result.cg_iterations)
         return result.t.numpy(), result.u.numpy()
+
+
+def finish_saved_epoch(fit_loop: dict[str, Any]) -> None:
+    """Lightning's loop state of a checkpoint written at an epoch's end, changed so that the resumed
+    fit starts the next epoch, as an uninterrupted fit does. With ``trainer.max_steps`` set (the
+    default) Lightning re-entered the saved epoch instead: one extra step on the epoch's first
+    slice, then one epoch less, so the fit ended on other parameters. Loads before the loops."""
+    epochs, batches = fit_loop.get("epoch_progress"), fit_loop.get("epoch_loop.batch_progress")
+    if not (isinstance(epochs, dict) and isinstance(batches, dict) and batches.get("is_last_batch")):
+        return
+    total = epochs["total"]
+    if total["ready"] == total["started"] == total["processed"] == total["completed"] + 1:
+        for part in ("total", "current"):
+            epochs[part]["completed"] = epochs[part]["processed"]
+        batches["current"] = dict.fromkeys(batches["current"], 0)
+        batches["is_last_batch"] = False
 
 
 def runs_to_alerts(occ: Occurrences, alert_run: np.ndarray) -> Occurrences:

@@ -263,6 +263,20 @@ def test_fit_interrupted_and_resumed_from_checkpoint_ranks_like_an_uninterrupted
                                            trainer={"max_epochs": 4, "ckpt_path": str(checkpoint)})
 
 
+def test_fit_resumed_with_max_steps_set_ranks_like_an_uninterrupted_fit(tmp_path):
+    """trainer.max_steps (set by default) made Lightning re-enter the checkpoint's epoch: one extra
+    step on its first slice, then one epoch less."""
+    table = load_alerts({"format": "enterprise_sim", "n_alerts": 2000, "seed": 1}, None).unlabeled()
+    steps = {"max_steps": 1000, "enable_progress_bar": False}
+    car = ("model=car", "model.tuple_batch=256")  # several steps per epoch
+    whole = model_from_config(*car).fit(table, trainer={"max_epochs": 3, **steps}).rank(table)
+    model_from_config(*car).fit(
+        table, trainer={"max_epochs": 1, **steps, "enable_checkpointing": True, "default_root_dir": str(tmp_path)})
+    (checkpoint,) = tmp_path.rglob("*.ckpt")
+    resumed = model_from_config(*car).fit(table, trainer={"max_epochs": 3, **steps, "ckpt_path": str(checkpoint)})
+    np.testing.assert_array_equal(resumed.rank(table).scores, whole.scores)
+
+
 def test_rarity_counted_over_bursts_beats_rarity_counted_over_alerts_on_ait_ads():
     """The prior's default (`ranking.burst_gap` 60 s) against counting every alert (null): an
     attack step that floods one host is one rare event, not thousands of common alerts.
