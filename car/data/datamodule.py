@@ -81,8 +81,7 @@ def encode_codes(codes: np.ndarray, times: np.ndarray, batch_row: np.ndarray, vo
     codes (n, m) int64, positions in ``vocab`` of (entity, type, attributes); times (n,) seconds;
     batch_row (n,) row in the batch table, -1 for history; run_gap as in `encode_alerts`.
     """
-    # Ties in time: history first, then by type and attributes (never by input row).
-    order = sequence_order(codes[:, 0], times, np.column_stack([batch_row >= 0, codes[:, 1:]]))
+    order = sequence_order(codes[:, 0], times)
     codes, times, batch_row = codes[order], times[order], batch_row[order]
     is_batch = batch_row >= 0
     starts = run_starts(codes, times, is_batch, run_gap)

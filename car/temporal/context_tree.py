@@ -26,12 +26,9 @@ if TYPE_CHECKING:
     import torch
 
 
-def sequence_order(sequence: np.ndarray, times: np.ndarray, ties: np.ndarray | None = None) -> np.ndarray:
-    """Stable permutation (n,) that sorts alerts by (sequence, time), then by the columns of
-    ``ties`` (n, k), first column first, so that alerts at the same time of one sequence are in
-    an order of their content, not of the input rows."""
-    keys = [] if ties is None else list(np.asarray(ties).T[::-1])
-    return np.lexsort((*keys, np.asarray(times), np.asarray(sequence)))
+def sequence_order(sequence: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """Stable permutation (n,) that sorts alerts by (sequence, time)."""
+    return np.lexsort((np.asarray(times), np.asarray(sequence)))
 
 
 def run_starts(codes: np.ndarray, times: np.ndarray, is_batch: np.ndarray, gap: float) -> np.ndarray:

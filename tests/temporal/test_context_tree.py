@@ -43,13 +43,6 @@ def test_sequence_order_is_stable_by_sequence_then_time():
     assert sequence_positions(sequence[order]).tolist() == [0, 1, 2, 0, 1]
 
 
-def test_sequence_order_breaks_time_ties_by_content_not_row():
-    sequence, times = np.array([0, 0, 0, 0]), np.array([1.0, 1.0, 1.0, 0.0])
-    ties = np.array([[1, 5], [0, 7], [1, 2], [9, 9]])  # e.g. type, then an attribute
-    assert sequence_order(sequence, times, ties).tolist() == [3, 1, 2, 0]
-    assert sequence_order(sequence, times, ties[[2, 1, 0, 3]]).tolist() == [3, 1, 0, 2]
-
-
 def test_ungrouped_sequences_are_rejected():
     with pytest.raises(ValueError, match="sequence_order"):
         ContextTree.build(np.array([0, 1, 0]), np.array([0, 1, 0]), depth=2)
