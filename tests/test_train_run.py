@@ -133,3 +133,17 @@ def test_a_killed_run_ends_failed_in_mlflow_not_finished(tmp_path):
     client = mlflow.MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("enterprise").experiment_id])
     assert [r.info.status for r in runs] == ["FAILED"]
+
+
+def test_a_checkpoint_resumes_given_back_as_a_plain_override(tmp_path):
+    """trainer.enable_checkpointing=true writes a checkpoint whose path can be passed back as
+    trainer.ckpt_path=<file> unquoted (Lightning's epoch=N-step=M.ckpt was a Hydra parse error)."""
+    first, out, _ = run_train(tmp_path, "data.n_alerts=3000", "trainer.max_epochs=3", "trainer.enable_checkpointing=true",
+                              "logger=none")
+    assert first.returncode == 0, first.stderr[-3000:]
+    (checkpoint,) = out.rglob("*.ckpt")
+    assert "=" not in checkpoint.name, checkpoint
+    resumed, again, _ = run_train(tmp_path / "resumed", "data.n_alerts=3000", "trainer.max_epochs=5",
+                                  f"trainer.ckpt_path={checkpoint}", "logger=none")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Restored all states from the checkpoint" in resumed.stderr + resumed.stdout + (again / "train.log").read_text()

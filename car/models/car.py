@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from car.alerts import AlertTable
@@ -205,6 +206,9 @@ class CAR(AlertRanker):
         # The datamodule gives each DDP process its part of every step; a DistributedSampler must not re-split.
         options = {**_TRAINER_DEFAULTS, **(trainer or {}), "enable_model_summary": False, "use_distributed_sampler": False}
         resume = options.pop("ckpt_path", None)
+        if options.get("enable_checkpointing") and not options.get("callbacks"):
+            # Lightning's default name, epoch=4-step=20.ckpt, is no valid Hydra override value unquoted.
+            options["callbacks"] = [ModelCheckpoint(filename="epoch{epoch}-step{step}", auto_insert_metric_name=False)]
         if resume is not None and str(resume) not in LIGHTNING_CHECKPOINTS:
             check_checkpoint(str(resume), self.module)
         L.seed_everything(self.seed, workers=True, verbose=False)
