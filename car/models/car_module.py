@@ -326,9 +326,13 @@ def runs_to_alerts(occ: Occurrences, alert_run: np.ndarray) -> Occurrences:
     start = np.searchsorted(alert_run, np.arange(alert_run.max(initial=-1) + 2))
     length = np.diff(start)[occ.alert_idx]
     alerts = concatenated_ranges(start[occ.alert_idx], start[occ.alert_idx + 1])
+    step_length = np.diff(start)[occ.occ_steps]
+    size = np.bincount(np.repeat(np.arange(len(occ.occ_size)), occ.occ_size), weights=step_length,
+                       minlength=len(occ.occ_size)).astype(np.int64)
     return Occurrences(
         alert_idx=alerts, pattern_idx=np.repeat(occ.pattern_idx, length), occ_pattern=occ.occ_pattern,
         occ_first=start[occ.occ_first], occ_last=start[occ.occ_last + 1] - 1, count=occ.count,
+        occ_steps=concatenated_ranges(start[occ.occ_steps], start[occ.occ_steps + 1]), occ_size=size,
     )
 
 

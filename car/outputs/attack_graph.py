@@ -6,7 +6,7 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
-from car.temporal.patterns import Occurrences, concatenated_ranges
+from car.temporal.patterns import Occurrences
 
 ISO = "%Y-%m-%dT%H:%M:%SZ"  # edge times, UTC
 
@@ -46,15 +46,10 @@ def attack_graph(
 
 
 def _occurrence_steps(occ: Occurrences, keep_pattern: np.ndarray) -> pd.DataFrame:
-    """One row per (occurrence, alert) of the kept patterns, in step order.
-
-    The steps of an occurrence are the pattern's F entries between its first and last alert
-    (F is sorted by pattern, then alert).
-    """
-    n = int(max(occ.alert_idx.max(initial=0), occ.occ_last.max(initial=0))) + 1
-    key = occ.pattern_idx * n + occ.alert_idx
+    """One row per (occurrence, alert) of the kept patterns, in step order: each occurrence's own
+    alerts (``occ_steps``), not every alert of its pattern between its first and last alert,
+    which may belong to another occurrence of the pattern that interleaves with it."""
     kept = np.flatnonzero(keep_pattern[occ.occ_pattern])
-    lo = np.searchsorted(key, occ.occ_pattern[kept] * n + occ.occ_first[kept])
-    hi = np.searchsorted(key, occ.occ_pattern[kept] * n + occ.occ_last[kept], side="right")
-    at = concatenated_ranges(lo, hi)
-    return pd.DataFrame({"occ": np.repeat(kept, hi - lo), "pattern": occ.pattern_idx[at], "alert": occ.alert_idx[at]})
+    size = occ.occ_size[kept]
+    return pd.DataFrame({"occ": np.repeat(kept, size), "pattern": np.repeat(occ.occ_pattern[kept], size),
+                         "alert": occ.occ_steps[occ.step_ranges(kept)]})

@@ -60,6 +60,10 @@ class Occurrences:
     occ_pattern, occ_first, occ_last: (o,) int64, each occurrence's pattern and the indices of its
         first and last alert; sorted by (pattern, first).
     count: (L,) int64 occurrences per pattern.
+    occ_steps: (sum of occ_size,) int64, the alerts of each occurrence in step order, occurrence
+        after occurrence (occurrences of one pattern may interleave, so the pattern's alerts
+        between an occurrence's first and last alert need not all be its own).
+    occ_size: (o,) int64, how many of ``occ_steps`` each occurrence holds.
     """
 
     alert_idx: np.ndarray
@@ -68,6 +72,13 @@ class Occurrences:
     occ_first: np.ndarray
     occ_last: np.ndarray
     count: np.ndarray
+    occ_steps: np.ndarray
+    occ_size: np.ndarray
+
+    def step_ranges(self, occs: np.ndarray) -> np.ndarray:
+        """Indices into ``occ_steps`` of the occurrences ``occs``, concatenated in that order."""
+        offset = np.r_[0, np.cumsum(self.occ_size)]
+        return concatenated_ranges(offset[occs], offset[np.asarray(occs) + 1])
 
     def subset(self, patterns: np.ndarray) -> Occurrences:
         """The occurrences of the patterns ``patterns`` (ascending indices), renumbered 0, 1, ...:
@@ -76,7 +87,8 @@ class Occurrences:
         new[patterns] = np.arange(len(patterns))
         pairs, occs = new[self.pattern_idx] >= 0, new[self.occ_pattern] >= 0
         return Occurrences(self.alert_idx[pairs], new[self.pattern_idx[pairs]], new[self.occ_pattern[occs]],
-                           self.occ_first[occs], self.occ_last[occs], self.count[patterns])
+                           self.occ_first[occs], self.occ_last[occs], self.count[patterns],
+                           self.occ_steps[self.step_ranges(np.flatnonzero(occs))], self.occ_size[occs])
 
 
 def dependency_scores(
@@ -410,7 +422,8 @@ def _occurrences(per_pattern: list[np.ndarray], n: int) -> Occurrences:
     alert = np.concatenate([m.ravel() for m in per_pattern] + [empty])
     pattern = np.repeat(occ_pattern, np.repeat(np.array([m.shape[1] for m in per_pattern], dtype=np.int64), count))
     pattern_idx, alert_idx = np.divmod(np.unique(pattern * n + alert), n)
-    return Occurrences(alert_idx, pattern_idx, occ_pattern, first, last, count)
+    size = np.repeat(np.array([m.shape[1] for m in per_pattern], dtype=np.int64), count)
+    return Occurrences(alert_idx, pattern_idx, occ_pattern, first, last, count, alert, size)
 
 
 def concatenated_ranges(start: np.ndarray, stop: np.ndarray) -> np.ndarray:
