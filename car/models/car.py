@@ -320,7 +320,7 @@ def explanations(alerts: AlertTable, enc: EncodedAlerts, pattern_id: pd.array, c
     (n,): index into the table's attributes, -1 for none), whether a more unusual alert of the
     same entity nearby lifted its prior (``lifted`` (n,) bool), which shared address linked it to
     a more unusual alert (``linked`` (n,): index into the attributes, -1 for none), and whether
-    its attribute combination is among the most anomalous (content score at or above the
+    its attribute combination is among the most anomalous (content score above the
     ``anomalous`` quantile). Each distinct reason is written once and shared (3 M alerts hold few)."""
     frame = alerts.alerts
     type_counts = dict(zip(enc.vocab["type"], np.bincount(enc.codes[:, 1], minlength=enc.n_symbols).tolist()))
