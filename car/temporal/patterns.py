@@ -420,9 +420,8 @@ def _occurrences(per_pattern: list[np.ndarray], n: int) -> Occurrences:
     first = np.concatenate([m[:, 0] for m in per_pattern] + [empty])
     last = np.concatenate([m[:, -1] for m in per_pattern] + [empty])
     alert = np.concatenate([m.ravel() for m in per_pattern] + [empty])
-    pattern = np.repeat(occ_pattern, np.repeat(np.array([m.shape[1] for m in per_pattern], dtype=np.int64), count))
-    pattern_idx, alert_idx = np.divmod(np.unique(pattern * n + alert), n)
     size = np.repeat(np.array([m.shape[1] for m in per_pattern], dtype=np.int64), count)
+    pattern_idx, alert_idx = np.divmod(np.unique(np.repeat(occ_pattern, size) * n + alert), n)
     return Occurrences(alert_idx, pattern_idx, occ_pattern, first, last, count, alert, size)
 
 
