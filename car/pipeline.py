@@ -156,6 +156,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
     check_memory(len(table) + (len(history) if history is not None else 0), cfg.get("memory_limit_gb"))
     tracker.start(run_name=f"{model.name}:{Path(str(table.source)).name}")
     try:
+        tracker.log_config(cfg)
         timings: dict[str, float] = {}
         start = time.perf_counter()
         trainer: dict[str, Any] = {**OmegaConf.to_container(cfg.trainer, resolve=True), "logger": tracker.lightning_logger(),
@@ -170,7 +171,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
         metrics |= evaluate_patterns(table, ranking, cfg.get("stage_map"))
         files = write_outputs(out_dir, table, ranking, history, metrics, model.name)
         saved = save_fitted(model, cfg.data, out_dir / "model")  # for `car rank`; None for other rankers
-        tracker.log(cfg, {**metrics, **timings, "alerts/ranked": len(table), "alerts/rejected": len(table.rejected)}, files)
+        tracker.log({**metrics, **timings, "alerts/ranked": len(table), "alerts/rejected": len(table.rejected)}, files)
         tracker.log_model(saved)
     except BaseException:
         tracker.end("FAILED")

@@ -61,8 +61,9 @@ class Tracker:
 
         return MLFlowLogger(tracking_uri=self.uri, run_id=self.run_id)
 
-    def log(self, config: DictConfig, metrics: dict[str, float], files: list[Path]) -> None:
-        """Log the resolved config (params and YAML), finite metrics and output files."""
+    def log_config(self, config: DictConfig) -> None:
+        """Log the resolved config (params and YAML) as soon as the run starts, so that a run
+        that fails or is killed later still says which method, scenario and seed it was."""
         if self.run_id is None:
             return
         import mlflow
@@ -70,6 +71,13 @@ class Tracker:
         flat = _flatten(OmegaConf.to_container(config, resolve=True))
         mlflow.log_params({k: str(v)[:6000] for k, v in flat.items()})
         mlflow.log_text(OmegaConf.to_yaml(config, resolve=True), "config.yaml")
+
+    def log(self, metrics: dict[str, float], files: list[Path]) -> None:
+        """Log the finite metrics and the output files."""
+        if self.run_id is None:
+            return
+        import mlflow
+
         finite = {k: float(v) for k, v in metrics.items() if v is not None and v == v}
         if finite:
             mlflow.log_metrics(finite)
@@ -106,7 +114,12 @@ def _ensure_experiment(mlflow: Any, name: str, uri: str) -> None:
     the database (MLflow's default, ``./mlruns``, depends on the working directory)."""
     if uri.startswith("sqlite:///") and mlflow.get_experiment_by_name(name) is None:
         folder = Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts" / name
-        mlflow.create_experiment(name, artifact_location=folder.resolve().as_uri())
+        try:
+            mlflow.create_experiment(name, artifact_location=folder.resolve().as_uri())
+        except mlflow.exceptions.MlflowException as err:
+            # Another process (a second sweep on the same store) created it since the look-up.
+            if err.error_code != "RESOURCE_ALREADY_EXISTS" or mlflow.get_experiment_by_name(name) is None:
+                raise
     mlflow.set_experiment(name)
 
 

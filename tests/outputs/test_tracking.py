@@ -1,0 +1,74 @@
+"""MLflow tracking of a run (car/outputs/tracking.py): two processes on one store, and what a
+run that never finishes still records."""
+
+import mlflow
+import pytest
+from omegaconf import OmegaConf
+
+from car.outputs.tracking import Tracker
+
+
+@pytest.fixture
+def restore_uri(monkeypatch):
+    """MLflow's global tracking URI (and active run) restored after the test."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    previous = mlflow.get_tracking_uri()
+    yield
+    while mlflow.active_run():
+        mlflow.end_run()
+    mlflow.set_tracking_uri(previous)
+
+
+def tracker(uri: str, experiment: str = "sweep") -> Tracker:
+    return Tracker(OmegaConf.create({"backend": "mlflow", "tracking_uri": uri, "experiment_name": experiment}))
+
+
+def test_a_new_experiment_created_meanwhile_by_another_process_is_used(tmp_path, monkeypatch, restore_uri):
+    """Two sweeps starting a new experiment on one store at once: both see no experiment, one
+    creates it, the other's create fails as a duplicate. That one must use the experiment, not
+    stop with 'MLflow store ... is not usable' (seen in 2 of 5 simultaneous starts)."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    first = tracker(uri)
+    first.start("first")  # the other process: the experiment now exists
+    first.end()
+    lookup = mlflow.get_experiment_by_name
+    calls = []
+
+    def stale_lookup(name):  # this process looked before the other one created it
+        calls.append(name)
+        return None if len(calls) == 1 else lookup(name)
+
+    monkeypatch.setattr(mlflow, "get_experiment_by_name", stale_lookup)
+    second = tracker(uri)
+    second.start("second")
+    second.end()
+    client = mlflow.MlflowClient(uri)
+    runs = client.search_runs([lookup("sweep").experiment_id])
+    assert sorted(r.info.run_name for r in runs) == ["first", "second"]
+
+
+def test_a_run_that_fails_after_it_started_carries_its_config(tmp_path, monkeypatch, restore_uri):
+    """A run that fails (or is killed) during the fit still carries its params (method, seed,
+    ...), so that car compare can say which run did not finish; before, they were logged only
+    with the metrics at the end."""
+    from hydra import compose, initialize_config_dir
+
+    from car.models.baselines import Rarity
+    from car.pipeline import run
+    from conftest import REPO
+
+    def broken_fit(self, *args, **kwargs):
+        raise RuntimeError("fit failed")
+
+    monkeypatch.setattr(Rarity, "fit", broken_fit)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        cfg = compose("train", overrides=["+experiment=enterprise", "model=rarity", "seed=3", "data.n_alerts=300",
+                                          f"logger.tracking_uri={uri}", "logger.experiment_name=fails"])
+    with pytest.raises(RuntimeError, match="fit failed"):
+        run(cfg, tmp_path / "run")
+    client = mlflow.MlflowClient(uri)
+    (failed,) = client.search_runs([client.get_experiment_by_name("fails").experiment_id])
+    assert failed.info.status == "FAILED"
+    assert failed.data.params["seed"] == "3" and failed.data.params["model._target_"] == "car.models.baselines.Rarity"
+    assert "config.yaml" in {a.path for a in client.list_artifacts(failed.info.run_id)}
