@@ -5,9 +5,12 @@ import signal
 import sys
 from pathlib import Path
 from types import FrameType
+from typing import NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import CompactHydraException
+from hydra.types import RunMode
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
@@ -16,6 +19,19 @@ from car.pipeline import run
 
 log = logging.getLogger("car")
 TRAINING_LOOP = str(Path("loops") / "training_epoch_loop.py")  # Lightning's batch loop, which checks for SIGTERM
+
+
+class JobFailed(CompactHydraException):
+    """A job of a sweep (``-m``) that failed with a one-line error: Hydra runs the sweep's other
+    jobs, then prints this line and exits 1 (``sys.exit`` would end the whole sweep there)."""
+
+
+def fail(message: str) -> NoReturn:
+    """Log ``message``; exit 2 in a single run, raise JobFailed in a job of a sweep."""
+    log.error("%s", message)
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        raise JobFailed(message) from None
+    sys.exit(2)
 
 
 def on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -32,7 +48,8 @@ def on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    """Run one job; a CARError or a file-system error prints one line and exits 2 (no traceback)."""
+    """Run one job; a CARError or a file-system error prints one line and exits 2 (no traceback);
+    in a sweep the other jobs still run, then Hydra prints the first failure and exits 1."""
     # SIGTERM (`kill`, a scheduler's time limit) raises SystemExit, so the MLflow run ends FAILED;
     # otherwise MLflow's exit hook marks the killed run FINISHED and `car compare` counts it.
     signal.signal(signal.SIGTERM, on_sigterm)
@@ -41,11 +58,9 @@ def main(cfg: DictConfig) -> float | None:
     except SIGTERMException:
         sys.exit(128 + signal.SIGTERM)
     except CARError as err:
-        log.error("%s", err)
-        sys.exit(2)
+        fail(str(err))
     except OSError as err:
-        log.error("%s", os_error_line(err))
-        sys.exit(2)
+        fail(os_error_line(err))
     # The value a sweeper would optimise: AP on the first label kind, if any.
     return next((v for k, v in metrics.items() if k.endswith("/raw/ap")), None)
 

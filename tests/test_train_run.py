@@ -147,3 +147,19 @@ def test_a_checkpoint_resumes_given_back_as_a_plain_override(tmp_path):
                                   f"trainer.ckpt_path={checkpoint}", "logger=none")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "Restored all states from the checkpoint" in resumed.stderr + resumed.stdout + (again / "train.log").read_text()
+
+
+def test_a_failing_job_of_a_sweep_does_not_stop_the_other_jobs(tmp_path):
+    """`-m seed=-1,0`: the invalid job fails with its one line and the valid one still runs
+    (Hydra's way for a failed job: the sweep goes on, then reports the first failure and exits
+    1); before, the failed job's sys.exit(2) ended the whole sweep there."""
+    sweep = tmp_path / "sweep"
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "train.py", "-m", "+experiment=enterprise", "model=rarity", "seed=-1,0", "data.n_alerts=300",
+         "logger=none", f"hydra.sweep.dir={sweep}"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert (sweep / "1" / "ranked_alerts.csv").is_file()  # the job after the failed one ran
+    assert "seed=-1 must be a whole number >= 0" in proc.stderr and "Traceback" not in proc.stderr + proc.stdout
