@@ -73,8 +73,9 @@ def _compare(args: argparse.Namespace) -> None:
     out = Path(args.out or Path("outputs") / "compare" / args.experiment)
     comparison, run_id = compare(args.experiment, uri, out, tuple(args.metrics or DEFAULT_METRICS), not args.no_curves)
     print(out.joinpath("comparison.md").read_text(encoding="utf-8"), end="")
-    if comparison.unnamed:
-        print(comparison.unnamed)
+    for note in (comparison.unnamed, comparison.unfinished):
+        if note:
+            print(note)
     replaced = f" ({comparison.replaced} earlier runs replaced by re-runs left out)" if comparison.replaced else ""
     print(f"compared {len(comparison.runs)} runs{replaced}; wrote {len(comparison.files)} files to {out}, "
           f"logged as run {run_id} of experiment {args.experiment}")

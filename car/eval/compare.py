@@ -48,13 +48,15 @@ class Comparison:
     protocol and seed; table: one row per method, scenario, protocol and metric with mean, std,
     min, max and seeds (runs with a value); files: everything written, in writing order;
     unnamed: a note when replaced runs set a model option differently (a sweep whose variants
-    have no method name), else empty."""
+    have no method name), else empty; unfinished: a note naming the runs left out because they
+    failed, were killed or are still running (and no finished run repeats them), else empty."""
 
     runs: pd.DataFrame
     replaced: int
     table: pd.DataFrame
     files: list[Path]
     unnamed: str = ""
+    unfinished: str = ""
 
 
 def compare(experiment: str, uri: str, out: Path, metrics: tuple[str, ...] = DEFAULT_METRICS,
@@ -64,7 +66,7 @@ def compare(experiment: str, uri: str, out: Path, metrics: tuple[str, ...] = DEF
     import mlflow
 
     experiment_id = _experiment_id(mlflow, experiment, uri)
-    runs, replaced, unnamed = load_runs(mlflow, experiment_id, experiment)
+    runs, replaced, unnamed, unfinished = load_runs(mlflow, experiment_id, experiment)
     table = summarize(runs, select_metrics(runs, metrics))
     out.mkdir(parents=True, exist_ok=True)
     means = overall(table)
@@ -78,7 +80,7 @@ def compare(experiment: str, uri: str, out: Path, metrics: tuple[str, ...] = DEF
         mlflow.log_params({"compared_runs": len(runs), "metrics": " ".join(metrics)})
         for path in files:
             mlflow.log_artifact(str(path))
-    return Comparison(runs, replaced, table, files, unnamed), run.info.run_id
+    return Comparison(runs, replaced, table, files, unnamed, unfinished), run.info.run_id
 
 
 def store_uri(tracking_uri: str) -> str:
@@ -101,19 +103,34 @@ def _experiment_id(mlflow: Any, experiment: str, uri: str) -> str:
     return found.experiment_id
 
 
-def load_runs(mlflow: Any, experiment_id: str, experiment: str) -> tuple[pd.DataFrame, int, str]:
+def load_runs(mlflow: Any, experiment_id: str, experiment: str) -> tuple[pd.DataFrame, int, str, str]:
     """The finished, non-summary runs (run_id, start_time, method, scenario, protocol, seed and
     one column per metric), how many were replaced (of runs repeating a method, scenario,
-    protocol and seed only the latest is kept: a re-run replaces the earlier one) and a note
-    if replaced runs set a model option differently (`unnamed_variants`)."""
-    found = mlflow.search_runs(experiment_ids=[experiment_id], filter_string="attributes.status = 'FINISHED'")
-    if len(found) and f"tags.{SUMMARY_TAG}" in found:
-        found = found[found[f"tags.{SUMMARY_TAG}"] != "true"]
+    protocol and seed only the latest is kept: a re-run replaces the earlier one), a note if
+    replaced runs set a model option differently (`unnamed_variants`) and a note naming the runs
+    that did not finish (`unfinished_runs`)."""
+    every = mlflow.search_runs(experiment_ids=[experiment_id])
+    if len(every) and f"tags.{SUMMARY_TAG}" in every:
+        every = every[every[f"tags.{SUMMARY_TAG}"] != "true"]
+    done = (every["status"] == "FINISHED") if len(every) else pd.Series(dtype=bool)
+    found = every[done]
     if not len(found):
-        raise ConfigError(f"MLflow experiment {experiment!r} has no finished runs to compare; run it first, "
+        left = f" ({len(every)} runs there did not finish: {_status_counts(every)})" if len(every) else ""
+        raise ConfigError(f"MLflow experiment {experiment!r} has no finished runs to compare{left}; run it first, "
                           f"e.g. python train.py -m +experiment={experiment}")
-    name = found["tags.mlflow.runName"].fillna(":").str.split(":", n=1)
-    runs = pd.DataFrame({
+    runs = _run_keys(found)
+    unnamed = unnamed_variants(runs, found)
+    unfinished = unfinished_runs(_run_keys(every[~done]).assign(status=every.loc[~done, "status"].to_numpy()), runs)
+    metric_columns = [c for c in found.columns if c.startswith("metrics.")]
+    runs = pd.concat([runs, found[metric_columns].rename(columns=lambda c: c.removeprefix("metrics.")).reset_index(drop=True)], axis=1)
+    latest = runs.sort_values("start_time").drop_duplicates([*GROUP, "seed"], keep="last")
+    return latest.sort_values([*GROUP, "seed"], key=_natural).reset_index(drop=True), len(runs) - len(latest), unnamed, unfinished
+
+
+def _run_keys(found: pd.DataFrame) -> pd.DataFrame:
+    """run_id, start_time, method, scenario, protocol and seed of each run of ``found``."""
+    name = found["tags.mlflow.runName"].fillna(":").str.split(":", n=1) if len(found) else pd.Series(dtype=object)
+    return pd.DataFrame({
         "run_id": found["run_id"].to_numpy(),
         "start_time": found["start_time"].to_numpy(),
         "method": _param(found, "method", name.str[0]),
@@ -121,11 +138,28 @@ def load_runs(mlflow: Any, experiment_id: str, experiment: str) -> tuple[pd.Data
         "protocol": _param(found, "protocol", pd.Series("", index=found.index)),
         "seed": _param(found, "seed", pd.Series("", index=found.index)),
     })
-    unnamed = unnamed_variants(runs, found)
-    metric_columns = [c for c in found.columns if c.startswith("metrics.")]
-    runs = pd.concat([runs, found[metric_columns].rename(columns=lambda c: c.removeprefix("metrics.")).reset_index(drop=True)], axis=1)
-    latest = runs.sort_values("start_time").drop_duplicates([*GROUP, "seed"], keep="last")
-    return latest.sort_values([*GROUP, "seed"], key=_natural).reset_index(drop=True), len(runs) - len(latest), unnamed
+
+
+def _status_counts(found: pd.DataFrame) -> str:
+    """``FAILED 2, RUNNING 1``: how many runs of ``found`` have each status."""
+    return ", ".join(f"{status} {count}" for status, count in found["status"].value_counts().sort_index().items())
+
+
+def unfinished_runs(unfinished: pd.DataFrame, finished: pd.DataFrame) -> str:
+    """A note naming the runs that failed, were killed or are still running (status other than
+    FINISHED) and that no finished run repeats (same method, scenario, protocol and seed), else
+    "": they are left out, so their cells average fewer seeds than the sweep ran."""
+    key = [*GROUP, "seed"]
+    done = set(finished[key].itertuples(index=False, name=None))
+    missing = unfinished[[k not in done for k in unfinished[key].itertuples(index=False, name=None)]]
+    if not len(missing):
+        return ""
+    missing = missing.sort_values(key, key=_natural)
+    names = [" ".join(p for p in (r.method, r.scenario, r.protocol, f"seed {r.seed}" if r.seed else "") if p) + f" ({r.status})"
+             for r in missing.itertuples()]
+    shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+    return (f"note: {len(missing)} runs did not finish and are left out ({_status_counts(missing)}): {shown}; "
+            "re-run them (RUNNING: still going, or killed without a chance to end the run)")
 
 
 def unnamed_variants(runs: pd.DataFrame, found: pd.DataFrame) -> str:

@@ -8,6 +8,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from car.cli import main
+from car.errors import ConfigError
 from car.eval.compare import SUMMARY_TAG, compare, unnamed_variants
 from car.pipeline import run
 from conftest import REPO
@@ -116,3 +117,38 @@ def test_replaced_runs_that_set_a_model_option_differently_get_a_note():
     assert unnamed_variants(runs, found.drop(columns="params.model.ranking.gamma")) == ""
     other_seeds = runs.assign(seed=["0", "1", "2"])
     assert unnamed_variants(other_seeds, found) == ""
+
+
+def test_runs_that_did_not_finish_are_named_not_left_out_silently(tmp_path, monkeypatch):
+    """A sweep over seeds 0-3 of which seed 2 failed and seed 3 was killed (RUNNING): the cell
+    averages seeds 0 and 1, and the comparison says which runs are missing and why. A failed
+    run that a finished re-run repeats is not named; an experiment with only unfinished runs
+    says so in its error."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    previous = mlflow.get_tracking_uri()
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    try:
+        experiment_id = mlflow.create_experiment("sweep", artifact_location=(tmp_path / "art").as_uri())
+        only_failed = mlflow.create_experiment("broken", artifact_location=(tmp_path / "art2").as_uri())
+        for seed, status, ap in [(0, "FAILED", None), (0, "FINISHED", 0.5), (1, "FINISHED", 0.7), (2, "FAILED", None),
+                                 (3, "RUNNING", None)]:
+            mlflow.start_run(experiment_id=experiment_id, run_name="car:sim")
+            mlflow.log_params({"method": "car", "scenario": "sim", "seed": seed})
+            if ap is not None:
+                mlflow.log_metric("attack/raw/ap", ap)
+            if status != "RUNNING":
+                mlflow.end_run(status)
+            else:  # killed: nobody ended it
+                mlflow.MlflowClient().update_run(mlflow.active_run().info.run_id, status="RUNNING")
+                mlflow.end_run("RUNNING")
+        mlflow.start_run(experiment_id=only_failed, run_name="car:sim")
+        mlflow.end_run("FAILED")
+    finally:
+        mlflow.set_tracking_uri(previous)
+    comparison, _ = compare("sweep", uri, tmp_path / "out", ("attack/raw/ap",), curves=False)
+    assert comparison.table["mean"].tolist() == [pytest.approx(0.6)] and comparison.table["seeds"].tolist() == [2]
+    assert comparison.unfinished.startswith("note: 2 runs did not finish and are left out (FAILED 1, RUNNING 1): "
+                                            "car sim seed 2 (FAILED), car sim seed 3 (RUNNING)")
+    with pytest.raises(ConfigError, match=r"'broken' has no finished runs to compare \(1 runs there did not finish: FAILED 1\)"):
+        compare("broken", uri, tmp_path / "out2", ("attack/raw/ap",), curves=False)
