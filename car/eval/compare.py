@@ -84,8 +84,9 @@ def compare(experiment: str, uri: str, out: Path, metrics: tuple[str, ...] = DEF
 
 
 def store_uri(tracking_uri: str) -> str:
-    """``tracking_uri``, checked: a sqlite store must exist (MLflow would create an empty one)."""
-    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///")).is_file():
+    """``tracking_uri``, checked: a sqlite store must exist (MLflow would create an empty one).
+    Options after ``?`` (``sqlite:///mlflow.db?timeout=60``) are not part of the file name."""
+    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///").split("?")[0]).is_file():
         raise ConfigError(f"no MLflow store at {tracking_uri}; pass the store of the runs with "
                           "--tracking-uri sqlite:///<path>/mlflow.db (or set MLFLOW_TRACKING_URI)")
     return tracking_uri
@@ -95,9 +96,14 @@ def _experiment_id(mlflow: Any, experiment: str, uri: str) -> str:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow.set_tracking_uri(store_uri(uri))
-    found = mlflow.get_experiment_by_name(experiment)
+    try:
+        found = mlflow.get_experiment_by_name(experiment)
+        names = "" if found else ", ".join(sorted(e.name for e in mlflow.search_experiments())) or "none"
+    except Exception as err:  # a URI MLflow cannot open: a plain path, file://, an unreachable server
+        first = next((line.strip() for line in str(err).splitlines() if line.strip()), "").split(". ")[0]
+        raise ConfigError(f"MLflow store {uri} cannot be read ({type(err).__name__}: {first[:200]}); pass the store "
+                          "of the runs with --tracking-uri sqlite:///<path>/mlflow.db (or set MLFLOW_TRACKING_URI)") from None
     if found is None:
-        names = ", ".join(sorted(e.name for e in mlflow.search_experiments())) or "none"
         raise ConfigError(f"no MLflow experiment {experiment!r} in {uri} (experiments there: {names}); "
                           f"run it first, e.g. python train.py -m +experiment={experiment}")
     return found.experiment_id

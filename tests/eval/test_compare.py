@@ -152,3 +152,24 @@ def test_runs_that_did_not_finish_are_named_not_left_out_silently(tmp_path, monk
                                             "car sim seed 2 (FAILED), car sim seed 3 (RUNNING)")
     with pytest.raises(ConfigError, match=r"'broken' has no finished runs to compare \(1 runs there did not finish: FAILED 1\)"):
         compare("broken", uri, tmp_path / "out2", ("attack/raw/ap",), curves=False)
+
+
+def test_a_tracking_uri_mlflow_cannot_read_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    """A plain path or a file:// URI (MLflow's retired file store) gave MLflow's traceback; now one
+    line naming the URI and the fix. A sqlite URI with options (?timeout=60, as for two sweeps on
+    one store) names the same file and is read."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    previous = mlflow.get_tracking_uri()
+    try:
+        for uri in (str(tmp_path / "runs"), (tmp_path / "runs").as_uri()):
+            assert main(["compare", "--experiment", "x", "--tracking-uri", uri, "--out", str(tmp_path / "out")]) == 2
+            err = capsys.readouterr().err
+            assert err.startswith(f"car: error: MLflow store {uri} cannot be read (MlflowException: ") and err.count("\n") == 1
+            assert "--tracking-uri sqlite:///" in err and "Traceback" not in err
+        db = tmp_path / "mlflow.db"
+        mlflow.set_tracking_uri(f"sqlite:///{db}")
+        mlflow.create_experiment("there", artifact_location=(tmp_path / "art").as_uri())
+        assert main(["compare", "--experiment", "absent", "--tracking-uri", f"sqlite:///{db}?timeout=60"]) == 2
+        assert "no MLflow experiment 'absent'" in capsys.readouterr().err  # the store was found and read
+    finally:
+        mlflow.set_tracking_uri(previous)
