@@ -54,12 +54,12 @@ class Tracker:
             ) from None
 
     def lightning_logger(self) -> Any:
-        """A Lightning MLFlowLogger writing into this run, or ``False``."""
+        """A Lightning logger writing into this run that leaves ending it to ``end``, or ``False``."""
         if self.run_id is None:
             return False
-        from lightning.pytorch.loggers import MLFlowLogger
+        from car.outputs.run_logger import RunLogger
 
-        return MLFlowLogger(tracking_uri=self.uri, run_id=self.run_id)
+        return RunLogger(tracking_uri=self.uri, run_id=self.run_id)
 
     def log_config(self, config: DictConfig) -> None:
         """Log the resolved config (params and YAML) as soon as the run starts, so that a run

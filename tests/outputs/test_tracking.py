@@ -72,3 +72,33 @@ def test_a_run_that_fails_after_it_started_carries_its_config(tmp_path, monkeypa
     assert failed.info.status == "FAILED"
     assert failed.data.params["seed"] == "3" and failed.data.params["model._target_"] == "car.models.baselines.Rarity"
     assert "config.yaml" in {a.path for a in client.list_artifacts(failed.info.run_id)}
+
+
+def test_the_run_stays_running_until_ranked_and_evaluated(tmp_path, monkeypatch, restore_uri):
+    """Lightning's MLFlowLogger marked the run FINISHED when the fit ended, before the ranking
+    and the metrics: a run killed while ranking (out of memory) stayed FINISHED without metrics
+    and car compare counted it. The run is RUNNING while ranking, FINISHED after."""
+    from hydra import compose, initialize_config_dir
+
+    from car.models.car import CAR
+    from car.pipeline import run
+    from conftest import REPO
+
+    seen = []
+    rank = CAR.rank
+
+    def watched_rank(self, alerts):
+        active = mlflow.active_run().info.run_id
+        seen.append(mlflow.MlflowClient().get_run(active).info.status)
+        return rank(self, alerts)
+
+    monkeypatch.setattr(CAR, "rank", watched_rank)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        cfg = compose("train", overrides=["+experiment=enterprise", "data.n_alerts=300", "trainer.max_epochs=1",
+                                          "trainer.enable_progress_bar=false", f"logger.tracking_uri={uri}"])
+    run(cfg, tmp_path / "run")
+    assert seen == ["RUNNING"]
+    client = mlflow.MlflowClient(uri)
+    (done,) = client.search_runs([client.get_experiment_by_name("enterprise").experiment_id])
+    assert done.info.status == "FINISHED" and "attack/raw/ap" in done.data.metrics
