@@ -171,19 +171,26 @@ def unfinished_runs(unfinished: pd.DataFrame, finished: pd.DataFrame) -> str:
 def unnamed_variants(runs: pd.DataFrame, found: pd.DataFrame) -> str:
     """A note if runs that share method, scenario, protocol and seed set a model option
     differently, else "": likely a sweep over that option whose variants were not named, of which
-    only the latest is compared. (A param one run lacks, an option added since, differs from
-    nothing; other data under one scenario is a re-run by design.)"""
-    options = [c for c in found.columns if c.startswith("params.model.")]
-    keyed = pd.concat([runs[[*GROUP, "seed"]], found[options].reset_index(drop=True)], axis=1)
+    only the latest is compared. The same for a data option of runs without a ``scenario`` param,
+    whose scenario is the input's file name (``enterprise_sim`` for every simulator setting,
+    ``alerts.csv`` for files of that name in different folders). (A param one run lacks, an option
+    added since, differs from nothing; other data under a named scenario is a re-run by design.)"""
+    unnamed = found["params.scenario"].isna() if "params.scenario" in found else pd.Series(True, index=found.index)
+    options = [c for c in found.columns if c.startswith(("params.model.", "params.data."))]
+    values = found[options].copy()
+    data = [c for c in options if c.startswith("params.data.")]
+    values.loc[~unnamed, data] = np.nan  # a named scenario's data may change (a moved folder): a re-run
+    keyed = pd.concat([runs[[*GROUP, "seed"]], values.reset_index(drop=True)], axis=1)
     distinct = keyed.groupby([*GROUP, "seed"], sort=False)[options].nunique(dropna=True).gt(1).stack()
     if not distinct.any():
         return ""
     method, scenario, protocol, seed, column = distinct[distinct].index[0]
     same = (keyed[[*GROUP, "seed"]] == [method, scenario, protocol, seed]).all(axis=1)
-    values = " / ".join(dict.fromkeys(keyed.loc[same, column].dropna()))
+    differ = " / ".join(dict.fromkeys(keyed.loc[same, column].dropna()))
+    name = "scenario" if column.startswith("params.data.") else "method"
     return (f"note: runs of method={method} (scenario {scenario or '-'}, protocol {protocol or '-'}, seed {seed}) "
-            f"differ in {column.removeprefix('params.')} ({values}); only the latest is compared: to compare "
-            "such variants, name each with method=<name> (+method=<name> where the experiment sets none)")
+            f"differ in {column.removeprefix('params.')} ({differ}); only the latest is compared: to compare "
+            f"such variants, name each with {name}=<name> (+{name}=<name> where the experiment sets none)")
 
 
 def _param(found: pd.DataFrame, key: str, fallback: pd.Series) -> np.ndarray:

@@ -110,7 +110,7 @@ def test_replaced_runs_that_set_a_model_option_differently_get_a_note():
     an option one run lacks (added since), is a plain re-run."""
     runs = pd.DataFrame({"method": ["car"] * 3, "scenario": ["s"] * 3, "protocol": [""] * 3, "seed": ["0"] * 3})
     found = pd.DataFrame({"params.model.ranking.gamma": ["0.5", "2.0", None], "params.data.n_alerts": ["1", "2", "3"],
-                          "params.model.ranking.beta": [None, "0.5", "0.5"]})
+                          "params.model.ranking.beta": [None, "0.5", "0.5"], "params.scenario": ["s"] * 3})
     note = unnamed_variants(runs, found)
     assert note.startswith("note: runs of method=car (scenario s, protocol -, seed 0) differ in model.ranking.gamma "
                            "(0.5 / 2.0); only the latest is compared") and "method=<name>" in note
@@ -173,3 +173,17 @@ def test_a_tracking_uri_mlflow_cannot_read_is_a_one_line_error(tmp_path, capsys,
         assert "no MLflow experiment 'absent'" in capsys.readouterr().err  # the store was found and read
     finally:
         mlflow.set_tracking_uri(previous)
+
+
+def test_replaced_runs_on_other_data_of_an_unnamed_scenario_get_a_note():
+    """Without a scenario param the scenario is the input's file name: every simulator setting is
+    'enterprise_sim', and site_a/alerts.csv and site_b/alerts.csv are both 'alerts.csv'. Runs on
+    other data there are variants, not re-runs: the note names the data option and
+    scenario=<name>. Under a named scenario (ait_ads) other data is still a re-run."""
+    runs = pd.DataFrame({"method": ["car"] * 2, "scenario": ["alerts.csv"] * 2, "protocol": [""] * 2, "seed": ["0"] * 2})
+    found = pd.DataFrame({"params.data.path": ["site_a/alerts.csv", "site_b/alerts.csv"], "params.model.lr": ["0.1"] * 2})
+    note = unnamed_variants(runs, found)
+    assert note.startswith("note: runs of method=car (scenario alerts.csv, protocol -, seed 0) differ in data.path "
+                           "(site_a/alerts.csv / site_b/alerts.csv); only the latest is compared") and "scenario=<name>" in note
+    named = found.assign(**{"params.scenario": ["fox", "fox"]})
+    assert unnamed_variants(runs.assign(scenario="fox"), named) == ""
