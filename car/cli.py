@@ -77,8 +77,9 @@ def _compare(args: argparse.Namespace) -> None:
         if note:
             print(note)
     replaced = f" ({comparison.replaced} earlier runs replaced by re-runs left out)" if comparison.replaced else ""
-    print(f"compared {len(comparison.runs)} runs{replaced}; wrote {len(comparison.files)} files to {out}, "
-          f"logged as run {run_id} of experiment {args.experiment}")
+    logged = (f"logged as run {run_id} of experiment {args.experiment}" if run_id else
+              f"not logged to MLflow: the store cannot be written ({comparison.unlogged})")
+    print(f"compared {len(comparison.runs)} runs{replaced}; wrote {len(comparison.files)} files to {out}, {logged}")
 
 
 def _add_compare(verbs: argparse._SubParsersAction) -> None:

@@ -29,6 +29,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from car.errors import ConfigError
+from car.outputs.tracking import _cause
 from car.eval.metrics import precision_recall_curve
 from car.outputs.files import write_bytes, write_csv
 from car.outputs.pictures import label_precision_recall, png
@@ -49,7 +50,8 @@ class Comparison:
     min, max and seeds (runs with a value); files: everything written, in writing order;
     unnamed: a note when replaced runs set a model option differently (a sweep whose variants
     have no method name), else empty; unfinished: a note naming the runs left out because they
-    failed, were killed or are still running (and no finished run repeats them), else empty."""
+    failed, were killed or are still running (and no finished run repeats them), else empty;
+    unlogged: why the summary run could not be written to the store (read-only), else empty."""
 
     runs: pd.DataFrame
     replaced: int
@@ -57,12 +59,14 @@ class Comparison:
     files: list[Path]
     unnamed: str = ""
     unfinished: str = ""
+    unlogged: str = ""
 
 
 def compare(experiment: str, uri: str, out: Path, metrics: tuple[str, ...] = DEFAULT_METRICS,
             curves: bool = True) -> tuple[Comparison, str]:
     """Compare the finished runs of ``experiment``, write the files into ``out`` and log them as
-    a summary run; returns the comparison and the summary run's id."""
+    a summary run; returns the comparison and the summary run's id ("" if the store cannot be
+    written: the files are there, ``Comparison.unlogged`` says why)."""
     import mlflow
 
     experiment_id = _experiment_id(mlflow, experiment, uri)
@@ -76,17 +80,24 @@ def compare(experiment: str, uri: str, out: Path, metrics: tuple[str, ...] = DEF
     files += [write_bytes(picture, out / name) for name, picture in bar_pictures(table).items()]
     if curves:
         files += [write_bytes(picture, out / name) for name, picture in curve_pictures(mlflow, runs).items()]
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"compare:{experiment}", tags={SUMMARY_TAG: "true"}) as run:
-        mlflow.log_params({"compared_runs": len(runs), "metrics": " ".join(metrics)})
-        for path in files:
-            mlflow.log_artifact(str(path))
-    return Comparison(runs, replaced, table, files, unnamed, unfinished), run.info.run_id
+    comparison = Comparison(runs, replaced, table, files, unnamed, unfinished)
+    try:
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"compare:{experiment}", tags={SUMMARY_TAG: "true"}) as run:
+            mlflow.log_params({"compared_runs": len(runs), "metrics": " ".join(metrics)})
+            for path in files:
+                mlflow.log_artifact(str(path))
+    except Exception as err:  # a store read, not written: read-only (a colleague's, a mount), locked, full
+        comparison.unlogged = _cause(err)[:200]
+        return comparison, ""
+    return comparison, run.info.run_id
 
 
 def store_uri(tracking_uri: str) -> str:
     """``tracking_uri``, checked: a sqlite store must exist (MLflow would create an empty one).
-    Options after ``?`` (``sqlite:///mlflow.db?timeout=60``) are not part of the file name."""
-    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///").split("?")[0]).is_file():
+    Options after ``?`` (``sqlite:///mlflow.db?timeout=60``) are not part of the file name, nor is
+    the ``file:`` of SQLite's URI form (``sqlite:///file:/path/mlflow.db?mode=ro&uri=true``)."""
+    path = tracking_uri.removeprefix("sqlite:///").split("?")[0].removeprefix("file:")  # file:<path>?mode=ro&uri=true
+    if tracking_uri.startswith("sqlite:///") and not Path(path).is_file():
         raise ConfigError(f"no MLflow store at {tracking_uri}; pass the store of the runs with "
                           "--tracking-uri sqlite:///<path>/mlflow.db (or set MLFLOW_TRACKING_URI)")
     return tracking_uri

@@ -187,3 +187,29 @@ def test_replaced_runs_on_other_data_of_an_unnamed_scenario_get_a_note():
                            "(site_a/alerts.csv / site_b/alerts.csv); only the latest is compared") and "scenario=<name>" in note
     named = found.assign(**{"params.scenario": ["fox", "fox"]})
     assert unnamed_variants(runs.assign(scenario="fox"), named) == ""
+
+
+def test_a_read_only_store_is_compared_without_a_summary_run(tmp_path, capsys, monkeypatch):
+    """A store opened read-only (a colleague's, a read-only mount; SQLite's URI form, which the
+    store check took for a missing file) is compared: the files are written and the summary run
+    that cannot be written is reported in the last line, not as a traceback."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    previous = mlflow.get_tracking_uri()
+    db = tmp_path / "mlflow.db"
+    mlflow.set_tracking_uri(f"sqlite:///{db}")
+    try:
+        experiment_id = mlflow.create_experiment("sweep", artifact_location=(tmp_path / "art").as_uri())
+        for seed, ap in [(0, 0.5), (1, 0.7)]:
+            with mlflow.start_run(experiment_id=experiment_id, run_name="car:sim"):
+                mlflow.log_params({"method": "car", "scenario": "sim", "seed": seed})
+                mlflow.log_metric("attack/raw/ap", ap)
+        out = tmp_path / "out"
+        assert main(["compare", "--experiment", "sweep", "--tracking-uri", f"sqlite:///file:{db}?mode=ro&uri=true",
+                     "--out", str(out), "--no-curves", "--metrics", "attack/raw/ap"]) == 0
+    finally:
+        mlflow.set_tracking_uri(previous)
+    printed = capsys.readouterr().out
+    assert "| car | sim |  | 2 | 0.600 ± 0.141 |" in printed
+    assert printed.splitlines()[-1].endswith("not logged to MLflow: the store cannot be written "
+                                             "((sqlite3.OperationalError) attempt to write a readonly database)")
+    assert (out / "comparison.csv").is_file()
