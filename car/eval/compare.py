@@ -29,10 +29,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from car.errors import ConfigError
-from car.outputs.tracking import _cause
 from car.eval.metrics import precision_recall_curve
 from car.outputs.files import write_bytes, write_csv
 from car.outputs.pictures import label_precision_recall, png
+from car.outputs.tracking import store_error_line
 
 SUMMARY_TAG = "car.summary"
 GROUP = ["method", "scenario", "protocol"]
@@ -87,7 +87,7 @@ def compare(experiment: str, uri: str, out: Path, metrics: tuple[str, ...] = DEF
             for path in files:
                 mlflow.log_artifact(str(path))
     except Exception as err:  # a store read, not written: read-only (a colleague's, a mount), locked, full
-        comparison.unlogged = _cause(err)[:200]
+        comparison.unlogged = store_error_line(err)[:200]
         return comparison, ""
     return comparison, run.info.run_id
 

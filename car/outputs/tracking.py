@@ -49,7 +49,7 @@ class Tracker:
             self.run_id = mlflow.start_run(run_name=run_name).info.run_id
         except Exception as err:  # any store failure must stop the run before fitting
             raise ConfigError(
-                f"MLflow store {self.uri} is not usable ({_cause(err)}); set MLFLOW_TRACKING_URI "
+                f"MLflow store {self.uri} is not usable ({store_error_line(err)}); set MLFLOW_TRACKING_URI "
                 "to a writable sqlite:///path/mlflow.db or run with logger=none"
             ) from None
 
@@ -102,7 +102,7 @@ class Tracker:
             mlflow.end_run(status=status)
 
 
-def _cause(err: BaseException) -> str:
+def store_error_line(err: BaseException) -> str:
     """The most telling line of a store error: the database driver's own, if it has one."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     driver = [line for line in lines if line.startswith("(sqlite3.") or "readonly" in line or "locked" in line]
