@@ -13,7 +13,8 @@ raise alerts of about fifty types. Benign alerts (label 0) come from
 Attack campaigns (label 1) are instances of ``n_campaigns`` templates. A template is an
 ordered chain of 3..``pattern_length`` techniques following the kill chain (recon,
 exploit, then lateral movement / privilege escalation / discovery, then exfiltration);
-each template runs many times on different hosts, with random gaps between steps. Lateral
+each template runs many times on different hosts, with random gaps between steps (at least
+2 minutes; a run that would not end within the period has its gaps shortened to fit). Lateral
 steps move to another host; some steps are seen by another host (the mail gateway, the
 domain controller, the firewall). Attack alerts reuse alert types that also occur as benign
 noise (some commonly, some rarely), vary in process, signature and port, and have unusual
@@ -534,7 +535,7 @@ def _instances(
     """``k`` runs of one template; ``first`` = global number of its first run."""
     gaps = np.maximum(120, rng.lognormal(math.log(gap), 1.0, (k, len(tpl.steps)))).astype(np.int64)
     gaps[:, 0] = 0
-    offset = gaps.cumsum(axis=1)
+    offset = _fit_in_period(gaps, env.span).cumsum(axis=1)
     start = _times(env, k, True, rng)
     start = np.minimum(start, np.maximum(0, env.span - offset[:, -1] - 60))
     victim = rng.choice(env.hosts_of(tpl.entry), k)
@@ -555,6 +556,23 @@ def _instances(
         run = np.repeat(first + np.arange(k), reps)
         steps.append(_attack_step(env, part, tech, rng) | _truth(len(run), t, s, tech.stage, run))
     return _concat(steps)
+
+
+def _fit_in_period(gaps: np.ndarray, span: int) -> np.ndarray:
+    """Shorten the gaps of runs that would not end within the period (its last minute excluded).
+
+    Each shortened gap keeps at least 60 s, more than the jitter within a step, so steps stay
+    in order; runs that fit are left as drawn.
+    """
+    room = span - 61 - 60 * (gaps.shape[1] - 1)  # seconds to share beyond the 60 s per gap
+    excess = gaps[:, 1:].sum(axis=1) - 60 * (gaps.shape[1] - 1)
+    long = gaps[:, 1:].sum(axis=1) > span - 61
+    if not long.any():
+        return gaps
+    out = gaps.copy()
+    scale = room / excess[long]
+    out[long, 1:] = 60 + np.floor((gaps[long, 1:] - 60) * scale[:, None]).astype(np.int64)
+    return out
 
 
 def _other_host(env: _Env, role: str, prev: np.ndarray, rng: np.random.Generator) -> np.ndarray:

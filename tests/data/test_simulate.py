@@ -236,3 +236,15 @@ def test_speed():
     begin = time.perf_counter()
     simulate_enterprise(n_alerts=100_000)
     assert time.perf_counter() - begin < 5
+
+
+@pytest.mark.parametrize(("days", "gap_minutes"), [(1, 480.0), (2, 2000.0)])
+def test_campaigns_too_long_for_the_period_end_within_it(days, gap_minutes):
+    # Ten steps with a median gap of 8 h do not fit in one day: the runs that would not were
+    # started at the period's start and ran on past its end (93 h past it at days=1).
+    a = simulate_enterprise(n_alerts=2000, days=days, gap_minutes=gap_minutes, pattern_length=10, seed=0).alerts
+    start = pd.Timestamp(DEFAULTS["start"], tz="UTC").timestamp()
+    assert a["time"].min() >= start and a["time"].max() < start + days * 86400
+    for campaign, run in a[a["label_attack"] == 1].groupby("campaign", observed=True):
+        assert run["step"].is_monotonic_increasing, campaign
+        assert set(run["step"]) == set(range(run["step"].max() + 1)), campaign
