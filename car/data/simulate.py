@@ -372,9 +372,11 @@ def _options(options: dict) -> dict:
         raise DataError(f"enterprise_sim: unknown option {unknown[0]!r}; valid options: {', '.join(DEFAULTS)}")
     o = {**DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
     try:
-        out = {k: type(DEFAULTS[k])(o[k]) for k in DEFAULTS if k != "start"}
+        out = {k: _number(k, o[k]) for k in DEFAULTS if k != "start"}
         start = pd.Timestamp(str(o["start"]))
-    except (TypeError, ValueError) as err:
+        if pd.isna(start):
+            raise ValueError(f"start={o['start']!r} is not a date")
+    except (TypeError, ValueError, OverflowError) as err:
         raise DataError(f"enterprise_sim: invalid option value ({err}); see conf/data/enterprise_sim.yaml") from None
     out["start"] = start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC")
     checks = {
@@ -396,6 +398,19 @@ def _options(options: dict) -> dict:
             "3 <= pattern_length <= 10, gap_minutes > 0)"
         )
     return out
+
+
+def _number(key: str, value: Any) -> int | float:
+    """``value`` as the type of the option's default: a whole number for the counts (2000.0 is 2000,
+    2000.5 an error, not 2000), a finite number for the others; true/false is neither."""
+    if isinstance(value, bool):
+        raise ValueError(f"{key}={value!r} is not a number")
+    number = type(DEFAULTS[key])(value)
+    if isinstance(number, int) and not isinstance(value, int | str) and float(value) != number:
+        raise ValueError(f"{key}={value!r} is not a whole number")
+    if not math.isfinite(number):
+        raise ValueError(f"{key}={value!r} is not finite")
+    return number
 
 
 def _role_counts(n_hosts: int) -> dict[str, int]:

@@ -248,3 +248,25 @@ def test_campaigns_too_long_for_the_period_end_within_it(days, gap_minutes):
     for campaign, run in a[a["label_attack"] == 1].groupby("campaign", observed=True):
         assert run["step"].is_monotonic_increasing, campaign
         assert set(run["step"]) == set(range(run["step"].max() + 1)), campaign
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"start": ""}, r"start='' is not a date"),  # was a ValueError traceback (NaT.timestamp)
+        ({"n_alerts": float("inf")}, r"invalid option value"),  # was an OverflowError traceback
+        ({"gap_minutes": float("inf")}, r"gap_minutes=inf is not finite"),  # was accepted: times overflowed
+        ({"days": 1.5}, r"days=1.5 is not a whole number"),  # was one day, silently
+        ({"days": 0.5}, r"days=0.5 is not a whole number"),  # was 'days=0 is out of range'
+        ({"pattern_length": 3.5}, r"pattern_length=3.5 is not a whole number"),
+        ({"seed": True}, r"seed=True is not a number"),
+    ],
+)
+def test_bad_option_values_are_one_line_errors(options, message):
+    with pytest.raises(DataError, match=message):
+        simulate_enterprise(**options)
+
+
+def test_whole_numbers_given_as_floats_or_text_are_accepted():
+    expected = simulate_enterprise(n_alerts=1000, seed=2).alerts
+    pd.testing.assert_frame_equal(simulate_enterprise(n_alerts=1000.0, seed="2").alerts, expected)
