@@ -26,6 +26,7 @@ Generation is vectorised over integer codes; strings appear only in the final fr
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,8 @@ import numpy as np
 import pandas as pd
 
 from car.alerts import AlertTable, DataError, build_alert_table
+
+log = logging.getLogger(__name__)
 
 DEFAULTS: dict[str, object] = {
     "n_alerts": 20000,
@@ -530,9 +533,8 @@ def _stage_chain(rng: np.random.Generator, length: int) -> list[str]:
 def _attacks(env: _Env, templates: list[_Template], opts: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """All campaign instances: each template runs on several hosts at random times."""
     mean_len = np.mean([sum((_TECHNIQUES[i].repeat + 1) / 2 for i in t.steps) for t in templates])
-    n_inst = round(opts["attack_fraction"] * opts["n_alerts"] / mean_len)
-    if opts["attack_fraction"] > 0:
-        n_inst = max(n_inst, len(templates))
+    wanted = round(opts["attack_fraction"] * opts["n_alerts"] / mean_len)
+    n_inst = max(wanted, len(templates)) if opts["attack_fraction"] > 0 else wanted
     which = rng.permutation(np.arange(n_inst) % len(templates))
     parts, first = [], 0
     for t, tpl in enumerate(templates):
@@ -541,7 +543,21 @@ def _attacks(env: _Env, templates: list[_Template], opts: dict, rng: np.random.G
             parts.append(_instances(env, tpl, t, k, first, opts["gap_minutes"] * 60, rng))
             first += k
     attacks = _concat(parts) if parts else _empty()
+    if n_inst > wanted:
+        _check_floor(len(attacks["time"]), len(templates), opts)
     return _add_noise(env, attacks, opts["noise"], rng)
+
+
+def _check_floor(n_attacks: int, n_templates: int, opts: dict) -> None:
+    """Each template runs at least once: say so when that makes the attack share 1.5 times
+    ``attack_fraction`` or more, and refuse when attacks would outnumber benign alerts."""
+    share, n_alerts = n_attacks / opts["n_alerts"], opts["n_alerts"]
+    what = (f"each of the {n_templates} planted templates runs at least once: {n_attacks} attack alerts, "
+            f"{share:.1%} of n_alerts={n_alerts} instead of attack_fraction={opts['attack_fraction']}")
+    if share > 0.5:
+        raise DataError(f"enterprise_sim: {what}; raise n_alerts or lower n_campaigns or pattern_length")
+    if share >= 1.5 * opts["attack_fraction"]:
+        log.warning("enterprise_sim: %s", what)
 
 
 def _instances(

@@ -270,3 +270,20 @@ def test_bad_option_values_are_one_line_errors(options, message):
 def test_whole_numbers_given_as_floats_or_text_are_accepted():
     expected = simulate_enterprise(n_alerts=1000, seed=2).alerts
     pd.testing.assert_frame_equal(simulate_enterprise(n_alerts=1000.0, seed="2").alerts, expected)
+
+
+def test_one_run_per_template_that_swamps_the_alerts_is_an_error():
+    # 50 templates of up to 10 steps, each run once, made 544 alerts for n_alerts=200, 94 % attacks.
+    with pytest.raises(DataError, match=r"each of the 50 planted templates runs at least once: \d+ attack alerts"):
+        simulate_enterprise(n_alerts=200, n_hosts=12, n_campaigns=50, pattern_length=10)
+
+
+def test_one_run_per_template_above_the_attack_fraction_is_logged(caplog):
+    with caplog.at_level("WARNING", logger="car.data.simulate"):
+        a = simulate_enterprise(n_alerts=200, seed=0).alerts
+    assert len(a) == 200 and a["label_attack"].mean() > 0.1  # 5 templates run once: above 0.03
+    assert "instead of attack_fraction=0.03" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="car.data.simulate"):
+        simulate_enterprise(n_alerts=5000, seed=0)
+    assert caplog.text == ""
