@@ -16,8 +16,22 @@ from car.errors import CARError, DataError, os_error_line
 def _simulate(args: argparse.Namespace) -> None:
     from car.data.simulate import write_simulation
 
-    rows = write_simulation(args.out, n_alerts=args.n_alerts, seed=args.seed)
+    options = {k: getattr(args, k) for k in SIMULATOR_OPTIONS if getattr(args, k) is not None}
+    rows = write_simulation(args.out, n_alerts=args.n_alerts, seed=args.seed, **options)
     print(f"wrote {rows} simulated alerts to {args.out}")
+
+
+# The other simulator options (conf/data/enterprise_sim.yaml): type and help; unset = its default.
+SIMULATOR_OPTIONS = {
+    "n_hosts": (int, "hosts (default 120)"),
+    "n_campaigns": (int, "planted attack templates (default 5)"),
+    "attack_fraction": (float, "approximate share of attack alerts (default 0.03)"),
+    "days": (int, "length of the period in days (default 14)"),
+    "start": (str, "first day, ISO 8601 UTC (default 2024-03-04)"),
+    "noise": (float, "chance that an attack alert's attribute is redrawn as benign (default 0.1)"),
+    "pattern_length": (int, "longest possible campaign in steps (default 6)"),
+    "gap_minutes": (float, "median gap between campaign steps (default 30)"),
+}
 
 
 def _add_simulate(verbs: argparse._SubParsersAction) -> None:
@@ -25,6 +39,8 @@ def _add_simulate(verbs: argparse._SubParsersAction) -> None:
     sim.add_argument("--out", required=True, help="CSV file to write")
     sim.add_argument("--n-alerts", type=int, default=20_000, help="approximate number of alerts")
     sim.add_argument("--seed", type=int, default=0)
+    for key, (kind, text) in SIMULATOR_OPTIONS.items():
+        sim.add_argument("--" + key.replace("_", "-"), type=kind, help=text)
     sim.set_defaults(func=_simulate)
 
 
