@@ -19,7 +19,8 @@ steps move to another host; some steps are seen by another host (the mail gatewa
 domain controller, the firewall). Attack alerts reuse alert types that also occur as benign
 noise (some commonly, some rarely), vary in process, signature and port, and have unusual
 attribute combinations (admin tools under normal users, attacker addresses); with
-probability ``noise`` each attribute of an attack alert is replaced by a benign-looking one.
+probability ``noise`` each attribute of an attack alert (``detector`` excepted: it follows the
+type) is redrawn as a benign alert of its type and host would have it, often the same value.
 
 Generation is vectorised over integer codes; strings appear only in the final frame.
 """
