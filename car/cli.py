@@ -37,8 +37,8 @@ SIMULATOR_OPTIONS = {
 def _add_simulate(verbs: argparse._SubParsersAction) -> None:
     sim = verbs.add_parser("simulate", help="write simulated enterprise alerts (with ground truth) as CSV")
     sim.add_argument("--out", required=True, help="CSV file to write")
-    sim.add_argument("--n-alerts", type=int, default=20_000, help="approximate number of alerts")
-    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--n-alerts", type=int, default=20_000, help="number of alerts (default 20000)")
+    sim.add_argument("--seed", type=int, default=0, help="same seed, same alerts (default 0)")
     for key, (kind, text) in SIMULATOR_OPTIONS.items():
         sim.add_argument("--" + key.replace("_", "-"), type=kind, help=text)
     sim.set_defaults(func=_simulate)
