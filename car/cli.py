@@ -48,8 +48,9 @@ def _rank(args: argparse.Namespace) -> None:
     from car.eval.metrics import evaluate_alerts
     from car.models.saved import SavedModel
     from car.outputs.files import write_json
-    from car.pipeline import write_outputs
+    from car.pipeline import set_threads, write_outputs
 
+    set_threads(args.threads)  # as train.py's ``threads``: torch would take every core
     saved = SavedModel.load(args.model)
     if not Path(args.input).exists():
         raise DataError(f"--input {args.input}: no such file or folder; give the alerts to rank")
@@ -76,6 +77,8 @@ def _add_rank(verbs: argparse._SubParsersAction) -> None:
     rank.add_argument("--out", required=True, help="folder for ranked_alerts.csv and the other outputs")
     rank.add_argument("--data", action="append", default=[], metavar="KEY=VALUE",
                       help="override a data.* option of the model's input format, e.g. labels=null (repeatable)")
+    rank.add_argument("--threads", type=int, default=1,
+                      help="torch intra-op threads, as train.py's threads (default 1)")
     rank.add_argument("--save-model", action="store_true",
                       help="also write the model with the grown counts to OUT/model, to rank the next alerts with")
     rank.set_defaults(func=_rank)

@@ -39,11 +39,16 @@ OUTPUT_FILES = (
 
 def configure(seed: int, threads: int) -> None:
     """Seed every generator and set torch's thread count before any work."""
-    seed, threads = _whole("seed", seed, 0), _whole("threads", threads, 1)
-    torch.set_num_threads(threads)
+    seed = _whole("seed", seed, 0)
+    set_threads(threads)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def set_threads(threads: int) -> None:
+    """torch's intra-op thread count (``threads``, checked: a whole number >= 1)."""
+    torch.set_num_threads(_whole("threads", threads, 1))
 
 
 def _whole(key: str, value: Any, low: int) -> int:

@@ -220,3 +220,19 @@ def test_a_model_fitted_with_named_attributes_ranks_new_alerts(tmp_path):
                  "--out", str(tmp_path / "out")]) == 0
     ranked = pd.read_csv(tmp_path / "out" / "ranked_alerts.csv")
     assert len(ranked) == 500 and list(ranked.columns[-3:-1]) == ["zz", "aa"]
+
+
+def test_rank_runs_torch_on_the_threads_asked_for_default_one(trained, tmp_path):
+    """Like train.py's ``threads`` (default 1): without it torch takes every core of the machine."""
+    import torch
+
+    folder, run_dir, _ = trained
+    before = torch.get_num_threads()
+    try:
+        for argv, threads in (([], 1), (["--threads", "2"], 2)):
+            torch.set_num_threads(3)
+            assert main(["rank", "--model", str(run_dir / "model"), "--input", str(folder / "part2.csv"),
+                         "--out", str(tmp_path / f"out{threads}"), *argv]) == 0
+            assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)

@@ -132,3 +132,19 @@ def test_the_training_step_stays_on_the_device_of_its_batch(sim):
     assert loss.device.type == "meta"
     grads = {name: p.grad for name, p in module.named_parameters()}
     assert grads and all(g is not None and g.device.type == "meta" for g in grads.values()), grads
+
+
+def test_every_process_of_a_fit_runs_on_the_runs_threads(sim):
+    """ddp_spawn's launcher sets torch's threads in each new process to cores / processes (Lightning's
+    choice, where OMP_NUM_THREADS is unset), whatever ``threads`` says: the module takes the run's
+    count along and sets it again when the fit starts in that process."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # configure(seed, threads=1), as train.py does
+        model = car_model().fit(sim.unlabeled(), trainer=trainer_options("cpu", max_steps=1))
+        assert model.module.threads == 1
+        torch.set_num_threads(2)  # what the launcher does in a spawned process on 4 cores and 2 processes
+        model.module.setup("fit")
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -203,6 +203,7 @@ class CAR(AlertRanker):
         self.data = AlertDataModule(encoded, self.options["temporal"]["depth"], self.tuple_batch, self.seed)
         self.module = CARModule(encoded.n_symbols, [len(v) for v in encoded.vocab.values()], **self.options)
         self.module.set_noise(self.data.tuples, self.data.tuple_counts)
+        self.module.threads = torch.get_num_threads()  # the run's ``threads``, for every DDP process too
         # The datamodule gives each DDP process its part of every step; a DistributedSampler must not re-split.
         options = {**_TRAINER_DEFAULTS, **(trainer or {}), "enable_model_summary": False, "use_distributed_sampler": False}
         resume = options.pop("ckpt_path", None)

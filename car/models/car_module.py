@@ -106,6 +106,9 @@ class CARModule(L.LightningModule):
         # The NCE noise stream, made per process in setup: a Generator cannot be sent to ddp_spawn processes.
         self.noise: torch.Generator | None = None
         self.log_every = 1  # the Trainer's log_every_n_steps, read when a fit starts
+        # torch's thread count of the fit (the run's ``threads``), set by CAR.fit and applied in
+        # setup: a ddp_spawn process starts with Lightning's own choice (cores / processes) instead.
+        self.threads: int | None = None
 
     def set_noise(self, tuples: np.ndarray, counts: np.ndarray) -> None:
         """NCE noise distributions from the training tuples (unigram^0.75 per attribute)."""
@@ -117,6 +120,8 @@ class CARModule(L.LightningModule):
         # stream. A resumed fit then restores the saved stream (on_load_checkpoint runs after setup).
         if stage == "fit":
             self.noise = torch.Generator().manual_seed(self.hparams.seed + self.global_rank)
+            if self.threads is not None:
+                torch.set_num_threads(self.threads)
 
     def on_fit_start(self) -> None:
         self.log_every = self.trainer.log_every_n_steps
