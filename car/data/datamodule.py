@@ -167,7 +167,12 @@ class AlertDataModule(L.LightningDataModule):
         return max(1, -(-len(self.tuples) // self.tuple_batch))
 
     def check_processes(self, world: int) -> None:
-        """A ConfigError if one of ``world`` processes would get no tuples or no runs in a step."""
+        """A ConfigError if one of ``world`` processes would get no tuples or no runs in a step.
+
+        One process always gets tuples; a step without runs (fewer runs than steps, e.g. one long
+        burst of alerts with many distinct attribute values) trains the content model alone."""
+        if world == 1:
+            return
         least, needed = min(len(self.tuples), len(self.tree.symbols)), self.steps_per_epoch * world
         if least < needed:
             raise ConfigError(

@@ -129,7 +129,9 @@ class CARModule(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         # Tensors only, on the batch's device: the same step runs on CPU, GPU and DDP processes.
         chains = ChainCounts(self.hparams.n_symbols, *(batch[k] for k in COUNT_ARRAYS))
-        temporal = self.temporal.loss(chains)
+        # A step without runs (one process, fewer runs than steps: AlertDataModule.check_processes)
+        # has no temporal term; the mean over no runs would be NaN and spoil every parameter.
+        temporal = self.temporal.loss(chains) if chains.c_s.shape[1] else self.temporal.raw_strength.new_zeros(())
         loss, metrics = temporal, {"train/temporal_nll": temporal}
         if self.content is not None:
             nce = self.content.nce_loss(batch["tuples"], batch["counts"], generator=self.noise)

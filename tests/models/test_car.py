@@ -510,3 +510,19 @@ def test_a_ranking_solve_that_does_not_converge_is_a_warning(sim20k, monkeypatch
     monkeypatch.setattr(car_module, "LIFT_SETS", 1)  # this simulator needs 3 active sets
     model_from_config("model=car").fit(sim20k, trainer=FAST).rank(sim20k)
     assert "ranking: the solve did not converge (1 iterations" in caplog.text
+
+
+def test_one_long_burst_with_many_distinct_tuples_trains_on_one_process(tmp_path):
+    """All alerts one run (one entity, one type) but more distinct attribute tuples than a step
+    takes: the steps after the first have no run. One process trains their content part alone
+    (it stopped with 'use fewer processes (trainer=cpu)' while on trainer=cpu)."""
+    rows = [f"2024-03-04T00:{i // 60:02d}:{i % 60:02d}Z,h0,flood,p{i},10.0.0.{i % 7}" for i in range(200)]
+    path = tmp_path / "burst.csv"
+    path.write_text("time,entity,type,process,src_ip\n" + "\n".join(rows) + "\n")
+    burst = load_alerts({"format": "csv", "attributes": ["process", "src_ip"]}, path)
+    model = model_from_config("model=car", "model.tuple_batch=50")
+    model.fit(burst.unlabeled(), trainer={"max_epochs": 2, "logger": False, "enable_progress_bar": False})
+    assert model.data.steps_per_epoch == 4 and len(model.data.tree.symbols) == 1
+    assert all(torch.isfinite(p).all() for p in model.module.parameters())
+    ranking = model.rank(burst.unlabeled())
+    assert np.isfinite(ranking.scores).all() and len(ranking.scores) == 200
