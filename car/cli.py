@@ -12,6 +12,8 @@ from pathlib import Path
 
 from car.errors import CARError, DataError, os_error_line
 
+log = logging.getLogger("car.cli")
+
 
 def _simulate(args: argparse.Namespace) -> None:
     from car.data.simulate import write_simulation
@@ -55,7 +57,9 @@ def _rank(args: argparse.Namespace) -> None:
     if not Path(args.input).exists():
         raise DataError(f"--input {args.input}: no such file or folder; give the alerts to rank")
     table = saved.read(args.input, args.data)
+    log.info("ranking %s alerts of %s with the saved model", f"{len(table):,}", args.input)
     online = saved.rank(table.unlabeled())
+    log.info("writing the outputs to %s", args.out)
     metrics = evaluate_alerts(table, online.ranking.scores) if table.label_kinds else {}
     out = Path(args.out)
     write_outputs(out, table, online.ranking, None, metrics, saved.car.name)

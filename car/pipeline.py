@@ -167,11 +167,16 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
         trainer: dict[str, Any] = {**OmegaConf.to_container(cfg.trainer, resolve=True), "logger": tracker.lightning_logger(),
                                    "default_root_dir": str(out_dir)}
         seen_history = history if history is None or model.learns_from_history_labels else history.unlabeled()
+        # One line as each long stage starts (the steps inside log their own progress, car/progress.py).
+        log.info("fitting %s on %s alerts%s", model.name, f"{len(table):,}",
+                 f" and {len(history):,} history alerts" if history is not None else "")
         model.fit(table.unlabeled(), seen_history, trainer=trainer)
         timings["time/fit_s"] = time.perf_counter() - start
+        log.info("fitted in %.1f s; ranking %s alerts", timings["time/fit_s"], f"{len(table):,}")
         start = time.perf_counter()
         ranking = model.rank(table.unlabeled())
         timings["time/rank_s"] = time.perf_counter() - start
+        log.info("ranked in %.1f s; evaluating and writing the outputs to %s", timings["time/rank_s"], out_dir)
         metrics = evaluate_alerts(table, ranking.scores) if table.label_kinds else {}
         metrics |= evaluate_patterns(table, ranking, cfg.get("stage_map"))
         files = write_outputs(out_dir, table, ranking, history, metrics, model.name)

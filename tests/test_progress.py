@@ -97,3 +97,24 @@ def test_ranking_solver_reports_its_residual(caplog, every_update):
     assert re.fullmatch(r"ranking: conjugate gradient: 0 steps, 0 steps/s; relative residual 1\.0e\+00, stops at 1e-10",
                         lines[0])
     assert lines[-1].startswith(f"ranking: conjugate gradient: done, {result.cg_iterations} steps in ")
+
+
+def test_a_run_logs_a_line_as_each_long_stage_starts(tmp_path, caplog):
+    """Fit, rank and write each start with a line (with the time the stage before took), so that
+    a long silence between 'loaded' and 'ranked ... outputs in' says which stage is running."""
+    from hydra import compose, initialize_config_dir
+
+    from car.pipeline import run
+    from conftest import REPO
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        cfg = compose("train", overrides=["data.n_alerts=2000", "logger=none", "trainer.max_steps=2",
+                                          "trainer.enable_progress_bar=false"])
+    caplog.set_level(logging.INFO, logger="car.pipeline")
+    run(cfg, tmp_path)
+    lines = [r.getMessage() for r in caplog.records if r.name == "car.pipeline"]
+    starts = [next(i for i, line in enumerate(lines) if line.startswith(word)) for word in
+              ("loaded", "fitting car on 2,", "fitted in ", "ranked in ", "ranked 2")]
+    assert starts == sorted(starts), lines
+    assert re.fullmatch(r"fitted in \d+\.\d s; ranking 2,\d{3} alerts", lines[starts[2]])
+    assert lines[starts[3]].endswith(f"evaluating and writing the outputs to {tmp_path}")
