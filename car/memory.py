@@ -3,7 +3,9 @@
 The estimate is linear in the number of alerts (batch plus history), from the peaks that
 experiments/bench_speed.py measured (docs/performance.md): 0.69 GB at 100,000 simulated
 alerts, 2.09 GB at 1,000,000, 3.0 GB for the 1,799,539 AIT-ADS alerts. ``BYTES_PER_ALERT``
-and ``BASE_BYTES`` bound those from above, so the guard errs on the side of stopping.
+and ``BASE_BYTES`` bound those from above, so the guard errs on the side of stopping. Inputs
+of very many distinct values can exceed it (session 14, 300,000 alerts: a unique value per
+alert in one attribute 1.47 GB, 77,880 alert types 1.53 GB, against the estimate's 1.30 GB).
 """
 
 from __future__ import annotations
