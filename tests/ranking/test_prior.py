@@ -6,7 +6,7 @@ import pytest
 
 from car.ranking.prior import (
     RARE_ADDRESS_ALERTS, _range_max, _stable_argsort, address_columns, address_context, alert_prior, burst_starts,
-    entity_context, value_surprise,
+    entity_context, percentile, value_surprise,
 )
 
 
@@ -146,3 +146,11 @@ def test_address_context_links_alerts_of_other_entities_through_a_rare_address_w
     empty = np.zeros(0, dtype=np.int64)
     lift, column = address_context(empty, empty[:, None], empty, np.zeros(0), 7200.0)
     assert lift.shape == column.shape == (0,)
+
+
+def test_percentile_gives_ties_their_mid_rank_in_zero_one():
+    x = np.array([3.0, 1.0, 1.0, 2.0, 1.0])
+    # ranks 0..4: the three 1.0 share ranks 0, 1, 2 (mean 1), 2.0 is rank 3, 3.0 is rank 4; / (n - 1)
+    np.testing.assert_allclose(percentile(x), [1.0, 0.25, 0.25, 0.75, 0.25])
+    np.testing.assert_allclose(percentile(np.array([5.0, 5.0])), [0.5, 0.5])
+    assert percentile(np.array([7.0])).tolist() == [1.0]
