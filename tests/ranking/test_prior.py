@@ -99,6 +99,21 @@ def test_alert_prior_without_values_is_burst_type_rarity():
     np.testing.assert_allclose(prior, -np.log(np.array([3, 3, 2, 3]) / (3 + 2 + 1)))
 
 
+def test_alert_prior_with_values_adds_the_value_surprise_to_the_type_rarity():
+    """The sum itself (a mutation that dropped the surprise from the prior was caught only by the
+    slow simulator floors of tests/models/test_car.py)."""
+    entity = np.repeat(np.arange(6), 4)
+    types = np.zeros(24, dtype=np.int64)
+    values = np.zeros((24, 1), dtype=np.int64)
+    values[5] = 1  # one odd value of the type
+    times = np.tile(np.array([0.0, 100.0, 200.0, 300.0]), 6)
+    counted, at = np.ones(24, dtype=bool), np.arange(24)
+    rarity, _, _ = alert_prior(entity, types, values, times, counted, at, 1, 60.0, False)
+    prior, _, surprise = alert_prior(entity, types, values, times, counted, at, 1, 60.0, True)
+    assert surprise[5] > 0 and (surprise > 0).sum() == 1
+    np.testing.assert_allclose(prior, rarity + surprise)
+
+
 @pytest.mark.parametrize("top", [1, 2, 70_000, 2**40, 2**62])
 def test_stable_argsort_by_16_bit_digits_equals_numpys_stable_argsort(top):
     rng = np.random.default_rng(top % 1000)
