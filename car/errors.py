@@ -20,6 +20,11 @@ def is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def error_line(err: BaseException) -> str:
+    """The first non-empty line of an exception's message, or its type's name if it has none."""
+    return next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+
+
 def os_error_line(err: OSError) -> str:
     """One line for a file-system error the code did not turn into a DataError (an output folder
     that cannot be made, a full disk): the path, the system's reason and the fix."""

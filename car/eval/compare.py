@@ -28,7 +28,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from car.errors import ConfigError
+from car.errors import ConfigError, error_line
 from car.eval.metrics import precision_recall_curve
 from car.outputs.files import write_bytes, write_csv
 from car.outputs.pictures import label_precision_recall, png
@@ -111,7 +111,7 @@ def _experiment_id(mlflow: Any, experiment: str, uri: str) -> str:
         found = mlflow.get_experiment_by_name(experiment)
         names = "" if found else ", ".join(sorted(e.name for e in mlflow.search_experiments())) or "none"
     except Exception as err:  # a URI MLflow cannot open: a plain path, file://, an unreachable server
-        first = next((line.strip() for line in str(err).splitlines() if line.strip()), "").split(". ")[0]
+        first = error_line(err).split(". ")[0]
         raise ConfigError(f"MLflow store {uri} cannot be read ({type(err).__name__}: {first[:200]}); pass the store "
                           "of the runs with --tracking-uri sqlite:///<path>/mlflow.db (or set MLFLOW_TRACKING_URI)") from None
     if found is None:

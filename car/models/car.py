@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from car.alerts import AlertTable
-from car.errors import ConfigError, DataError, is_number
+from car.errors import ConfigError, DataError, error_line, is_number
 from car.data.datamodule import AlertDataModule, EncodedAlerts, encode_alerts
 from car.models.base import PATTERN_COLUMNS, STEP_SEPARATOR, AlertRanker, Ranking, check_seconds
 from car.models.car_module import SCORES, CARModule, RankedAlerts
@@ -146,7 +146,7 @@ def _trainer(options: dict[str, Any]) -> L.Trainer:
     try:
         return L.Trainer(**options)
     except (TypeError, ValueError, AssertionError, MisconfigurationException) as err:
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0].rstrip(".")
+        reason = error_line(err).rstrip(".")
         raise ConfigError(f"trainer: {reason}; fix the trainer.* override (conf/trainer/cpu.yaml lists the options)"
                           ) from None
 
@@ -162,7 +162,7 @@ def check_checkpoint(path: str, module: CARModule) -> None:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises pickle, zip and runtime errors alike for a bad file
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        reason = error_line(err)[:200]
         raise DataError(f"{where}: not a readable checkpoint ({reason}); {fix}") from None
     state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict) or "nce_noise_state" not in checkpoint:

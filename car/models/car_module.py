@@ -331,10 +331,10 @@ def runs_to_alerts(occ: Occurrences, alert_run: np.ndarray) -> Occurrences:
     """Occurrences over runs to occurrences over alerts: a run in an occurrence brings all its
     alerts. ``alert_run`` (n,) non-decreasing run index of each alert."""
     start = np.searchsorted(alert_run, np.arange(alert_run.max(initial=-1) + 2))
-    length = np.diff(start)[occ.alert_idx]
+    run_length = np.diff(start)
+    length = run_length[occ.alert_idx]
     alerts = concatenated_ranges(start[occ.alert_idx], start[occ.alert_idx + 1])
-    step_length = np.diff(start)[occ.occ_steps]
-    size = np.bincount(np.repeat(np.arange(len(occ.occ_size)), occ.occ_size), weights=step_length,
+    size = np.bincount(np.repeat(np.arange(len(occ.occ_size)), occ.occ_size), weights=run_length[occ.occ_steps],
                        minlength=len(occ.occ_size)).astype(np.int64)
     return Occurrences(
         alert_idx=alerts, pattern_idx=np.repeat(occ.pattern_idx, length), occ_pattern=occ.occ_pattern,

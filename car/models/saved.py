@@ -43,7 +43,7 @@ from car.content.ape import unique_tuples
 from car.data import load_alerts
 from car.data.datamodule import AlertDataModule, encode_codes
 from car.data.simulate import ATTRIBUTES as SIMULATOR_ATTRIBUTES
-from car.errors import CARError, ConfigError, DataError
+from car.errors import CARError, ConfigError, DataError, error_line
 from car.models.base import AlertRanker, Ranking
 from car.models.car import CAR
 from car.models.car_module import CARModule
@@ -156,7 +156,7 @@ class SavedModel:
             given = OmegaConf.from_dotlist(list(overrides))
             merged = OmegaConf.to_container(OmegaConf.merge(base, given), resolve=True)
         except (OmegaConfBaseException, ValueError) as err:
-            raise ConfigError(f"--data {' '.join(overrides)}: {_first_line(err)}; use key=value, e.g. --data labels=null") from None
+            raise ConfigError(f"--data {' '.join(overrides)}: {error_line(err)}; use key=value, e.g. --data labels=null") from None
         # A merge keeps the base's entries under an empty mapping; `labels={}` means none.
         merged |= {key: value for key, value in OmegaConf.to_container(given).items() if value in ({}, [])}
         attributes = merged.get("attributes")
@@ -247,7 +247,7 @@ class SavedModel:
                 raise ValueError(f"its loader is a JSON {type(manifest['loader']).__name__}, not an object")
             return cls(car, counted, manifest["loader"])
         except (CARError, KeyError, TypeError, ValueError, RuntimeError) as err:
-            why = f"no key {err}" if isinstance(err, KeyError) else _first_line(err)
+            why = f"no key {err}" if isinstance(err, KeyError) else error_line(err)
             raise DataError(f"{path}: {MANIFEST} and {TENSORS} do not fit together ({why}); {REFIT}") from None
 
 
@@ -303,7 +303,7 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise DataError(f"{path}: no {MANIFEST}, so not a saved CAR model; {REFIT}") from None
     except (OSError, ValueError) as err:
-        raise DataError(f"{file}: not readable JSON ({_first_line(err)}); {REFIT}") from None
+        raise DataError(f"{file}: not readable JSON ({error_line(err)}); {REFIT}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise DataError(f"{file}: not a CAR model manifest (no \"format\": \"{FORMAT}\"); {REFIT}")
     if manifest.get("format_version") != FORMAT_VERSION:
@@ -316,7 +316,7 @@ def _read_tensors(file: Path) -> dict[str, torch.Tensor]:
     try:
         tensors = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:  # a missing, cut or foreign file: every way torch.load fails
-        raise DataError(f"{file}: not a readable tensor file ({_first_line(err)}); {REFIT}") from None
+        raise DataError(f"{file}: not a readable tensor file ({error_line(err)}); {REFIT}") from None
     if not isinstance(tensors, dict) or not all(isinstance(v, torch.Tensor) for v in tensors.values()):
         raise DataError(f"{file}: not a dict of tensors; {REFIT}")
     return tensors
@@ -332,6 +332,3 @@ def _check_counted(counted: CountedAlerts, alerts: int, distinct: int) -> None:
     if ((tuples < 0) | (tuples >= sizes)).any() or ((tuple_of < 0) | (tuple_of >= len(tuples))).any():
         raise ValueError("codes outside the vocabularies")
 
-
-def _first_line(err: BaseException) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0]

@@ -9,7 +9,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from car.errors import ConfigError
+from car.errors import ConfigError, error_line
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -104,9 +104,9 @@ class Tracker:
 
 def store_error_line(err: BaseException) -> str:
     """The most telling line of a store error: the database driver's own, if it has one."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    lines = [line.strip() for line in str(err).splitlines()]
     driver = [line for line in lines if line.startswith("(sqlite3.") or "readonly" in line or "locked" in line]
-    return (driver or lines or [type(err).__name__])[0]
+    return driver[0] if driver else error_line(err)
 
 
 def _ensure_experiment(mlflow: Any, name: str, uri: str) -> None:
