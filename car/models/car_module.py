@@ -338,7 +338,7 @@ def runs_to_alerts(occ: Occurrences, alert_run: np.ndarray) -> Occurrences:
                        minlength=len(occ.occ_size)).astype(np.int64)
     return Occurrences(
         alert_idx=alerts, pattern_idx=np.repeat(occ.pattern_idx, length), occ_pattern=occ.occ_pattern,
-        occ_first=start[occ.occ_first], occ_last=start[occ.occ_last + 1] - 1, count=occ.count,
+        count=occ.count,
         occ_steps=concatenated_ranges(start[occ.occ_steps], start[occ.occ_steps + 1]), occ_size=size,
     )
 

@@ -57,8 +57,7 @@ class Occurrences:
 
     alert_idx, pattern_idx: (nnz,) int64, the nonzeros of F (alert j is a step of an occurrence
         of pattern l), unique pairs sorted by (pattern, alert).
-    occ_pattern, occ_first, occ_last: (o,) int64, each occurrence's pattern and the indices of its
-        first and last alert; sorted by (pattern, first).
+    occ_pattern: (o,) int64, each occurrence's pattern; sorted by (pattern, first alert).
     count: (L,) int64 occurrences per pattern.
     occ_steps: (sum of occ_size,) int64, the alerts of each occurrence in step order, occurrence
         after occurrence (occurrences of one pattern may interleave, so the pattern's alerts
@@ -69,11 +68,19 @@ class Occurrences:
     alert_idx: np.ndarray
     pattern_idx: np.ndarray
     occ_pattern: np.ndarray
-    occ_first: np.ndarray
-    occ_last: np.ndarray
     count: np.ndarray
     occ_steps: np.ndarray
     occ_size: np.ndarray
+
+    @property
+    def occ_first(self) -> np.ndarray:
+        """(o,) the index of each occurrence's first alert."""
+        return self.occ_steps[np.cumsum(self.occ_size) - self.occ_size]
+
+    @property
+    def occ_last(self) -> np.ndarray:
+        """(o,) the index of each occurrence's last alert."""
+        return self.occ_steps[np.cumsum(self.occ_size) - 1]
 
     def step_ranges(self, occs: np.ndarray) -> np.ndarray:
         """Indices into ``occ_steps`` of the occurrences ``occs``, concatenated in that order."""
@@ -87,8 +94,7 @@ class Occurrences:
         new[patterns] = np.arange(len(patterns))
         pairs, occs = new[self.pattern_idx] >= 0, new[self.occ_pattern] >= 0
         return Occurrences(self.alert_idx[pairs], new[self.pattern_idx[pairs]], new[self.occ_pattern[occs]],
-                           self.occ_first[occs], self.occ_last[occs], self.count[patterns],
-                           self.occ_steps[self.step_ranges(np.flatnonzero(occs))], self.occ_size[occs])
+                           self.count[patterns], self.occ_steps[self.step_ranges(np.flatnonzero(occs))], self.occ_size[occs])
 
 
 def dependency_scores(
@@ -417,12 +423,10 @@ def _occurrences(per_pattern: list[np.ndarray], n: int) -> Occurrences:
     count = np.array([len(m) for m in per_pattern], dtype=np.int64)
     occ_pattern = np.repeat(np.arange(len(per_pattern), dtype=np.int64), count)
     empty = np.zeros(0, dtype=np.int64)
-    first = np.concatenate([m[:, 0] for m in per_pattern] + [empty])
-    last = np.concatenate([m[:, -1] for m in per_pattern] + [empty])
     alert = np.concatenate([m.ravel() for m in per_pattern] + [empty])
     size = np.repeat(np.array([m.shape[1] for m in per_pattern], dtype=np.int64), count)
     pattern_idx, alert_idx = np.divmod(np.unique(np.repeat(occ_pattern, size) * n + alert), n)
-    return Occurrences(alert_idx, pattern_idx, occ_pattern, first, last, count, alert, size)
+    return Occurrences(alert_idx, pattern_idx, occ_pattern, count, alert, size)
 
 
 def concatenated_ranges(start: np.ndarray, stop: np.ndarray) -> np.ndarray:

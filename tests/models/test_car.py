@@ -81,7 +81,7 @@ def test_runs_to_alerts_expands_each_run_to_its_alerts():
     # alerts 0,1 form run 0; alert 2 run 1; alerts 3,4,5 run 2. One occurrence: runs 0 -> 2.
     alert_run = np.array([0, 0, 1, 2, 2, 2])
     occ = Occurrences(alert_idx=np.array([0, 2]), pattern_idx=np.array([0, 0]), occ_pattern=np.array([0]),
-                      occ_first=np.array([0]), occ_last=np.array([2]), count=np.array([1]),
+                      count=np.array([1]),
                       occ_steps=np.array([0, 2]), occ_size=np.array([2]))
     out = runs_to_alerts(occ, alert_run)
     assert out.alert_idx.tolist() == [0, 1, 3, 4, 5]
