@@ -18,7 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from car.alerts import AlertTable
 from car.data import load_alerts
-from car.errors import ConfigError, DataError
+from car.errors import ConfigError, DataError, error_line
 from car.eval.metrics import evaluate_alerts
 from car.eval.patterns import evaluate_patterns, label_patterns
 from car.memory import check_memory
@@ -81,7 +81,7 @@ def build_model(model_cfg: DictConfig) -> AlertRanker:
         model = instantiate(model_cfg, _recursive_=False)
     except InstantiationException as err:
         cause = err.__cause__ or err
-        raise ConfigError(f"model config {model_cfg.get('_target_')}: {cause}".splitlines()[0]) from None
+        raise ConfigError(f"model config {model_cfg.get('_target_')}: {error_line(cause)}") from None
     if not isinstance(model, AlertRanker):
         raise ConfigError(f"model._target_={model_cfg.get('_target_')} is not an AlertRanker")
     return model
@@ -146,8 +146,7 @@ def check_resolves(cfg: DictConfig) -> None:
         OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or "?"
-        reason = str(err).splitlines()[0]
-        raise ConfigError(f"config key {key}: {reason}; fix the override or the YAML that sets it "
+        raise ConfigError(f"config key {key}: {error_line(err)}; fix the override or the YAML that sets it "
                           "(python train.py ... --cfg job shows the composed config)") from None
 
 
