@@ -291,8 +291,9 @@ def _escape(text: str) -> str:
 def bar_pictures(table: pd.DataFrame) -> dict[str, bytes]:
     """One PNG per metric, ``bars_<metric>.png``: mean per scenario (and protocol) and method,
     error bars one standard deviation."""
-    return {f"bars_{_slug(metric)}.png": _picture(_bar_figure, part, metric)
-            for metric, part in table.groupby("metric", sort=False)}
+    parts = list(table.groupby("metric", sort=False))
+    names = _file_names("bars", [str(metric) for metric, _ in parts])
+    return {name: _picture(_bar_figure, part, metric) for name, (metric, part) in zip(names, parts)}
 
 
 def _bar_figure(part: pd.DataFrame, metric: str) -> Figure:
@@ -321,8 +322,9 @@ def curve_pictures(mlflow: Any, runs: pd.DataFrame) -> dict[str, bytes]:
         for run in first.itertuples():
             for kind, curve in _run_curves(mlflow, run.run_id, Path(tmp)).items():
                 curves.setdefault((run.scenario, run.protocol, kind), {})[run.method] = curve
-    return {f"pr_{_slug('_'.join(p for p in key if p))}.png": _picture(_curve_figure, methods, " ".join(p for p in key if p))
-            for key, methods in curves.items()}
+    names = _file_names("pr", ["_".join(p for p in key if p) for key in curves])
+    return {name: _picture(_curve_figure, methods, " ".join(p for p in key if p))
+            for name, (key, methods) in zip(names, curves.items())}
 
 
 def _run_curves(mlflow: Any, run_id: str, tmp: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -358,6 +360,20 @@ def _picture(draw: Any, *args: Any) -> bytes:
     """PNG bytes of ``draw(*args)``; text is drawn as it is (a ``$`` does not start math)."""
     with matplotlib.rc_context({"text.parse_math": False, "font.size": 9, "axes.titlesize": 10}):
         return png(draw(*args))
+
+
+def _file_names(prefix: str, texts: list[str]) -> list[str]:
+    """``<prefix>_<slug>.png`` per text; a slug that two texts share (``a b`` and ``a_b``) gets
+    ``_2``, ``_3``, ... on its later uses, so no picture replaces another."""
+    names: list[str] = []
+    for text in texts:
+        base = f"{prefix}_{_slug(text)}"
+        name, k = f"{base}.png", 1
+        while name in names:
+            k += 1
+            name = f"{base}_{k}.png"
+        names.append(name)
+    return names
 
 
 def _slug(text: str) -> str:

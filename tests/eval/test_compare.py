@@ -104,6 +104,15 @@ def test_overall_averages_scenario_means_per_method_and_protocol():
     assert "| car | p2 | 0.700 (2) | 0.300 (1) |" in text and "| peer | p2 | 0.800 (1) |  |" in text
 
 
+def test_metrics_whose_file_names_would_be_the_same_get_a_picture_each():
+    from car.eval.compare import bar_pictures
+    table = pd.DataFrame({"method": ["car"] * 3, "scenario": ["a"] * 3, "protocol": ["p1"] * 3,
+                          "metric": ["x y", "x_y", "x/y"], "mean": [0.5, 0.6, 0.7], "std": [0.0] * 3})
+    pictures = bar_pictures(table)
+    assert sorted(pictures) == ["bars_x_y.png", "bars_x_y_2.png", "bars_x_y_3.png"]
+    assert len(set(pictures.values())) == 3
+
+
 def test_replaced_runs_that_set_a_model_option_differently_get_a_note():
     """A sweep over a model option without method names looks like re-runs: only the latest is
     compared, and the note says so and how to name the variants. Other data under one scenario, or
