@@ -129,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     verbs = parser.add_subparsers(dest="verb", required=True)
     for add_verb in (_add_simulate, _add_rank, _add_compare):
         add_verb(verbs)
+    # Without a metavar a missing verb is reported as "required: verb", the internal dest name.
+    verbs.metavar = "{" + ",".join(verbs.choices) + "}"
     args = parser.parse_args(argv)
     # INFO lines of the package (e.g. the values a model never counted) on stderr.
     logging.basicConfig(level=logging.INFO, format="car: %(message)s")

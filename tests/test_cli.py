@@ -1,6 +1,7 @@
 """The `car` command line."""
 
 import pandas as pd
+import pytest
 
 from car.cli import main
 from car.data import load_alerts
@@ -56,3 +57,11 @@ def test_simulate_options_are_the_simulators():
         default = DEFAULTS[key] if key == "start" else f"{DEFAULTS[key]:g}"
         assert kind is (str if key == "start" else type(DEFAULTS[key])), key
         assert f"(default {default})" in text, key
+
+
+def test_car_without_a_verb_names_the_verbs(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main([])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "required: {simulate,rank,compare}" in err and "verb" not in err
