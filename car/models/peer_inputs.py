@@ -39,8 +39,9 @@ def require_history(history: AlertTable | None, model: str) -> AlertTable:
     """The history table; the peers' protocol trains on it, so without it a ConfigError."""
     if history is None:
         raise ConfigError(
-            f"model={model} trains on a history scenario (docs: benchmark.md, Peers): "
-            f"set data.history=<alerts file or folder>"
+            f"model={model} trains on a labelled history scenario (../shared/docs/benchmark.md, Peers): "
+            f"set data.history=<alerts file or folder> (a file format, not data=enterprise_sim), "
+            f"as python train.py -m +experiment=ait_ads_peers does"
         )
     if len(history) == 0:
         raise ConfigError(f"model={model}: data.history {history.source} has no usable alerts to train on")

@@ -93,8 +93,9 @@ def test_tiresias_trained_on_benign_history_predicts_types_and_ranks_attacks_fir
 def test_peer_without_history_is_a_one_line_config_error(model):
     table = load_alerts({"format": "enterprise_sim", "n_alerts": 200, "seed": 0}, None)
     peer = build_model(compose_model(f"model={model}").model)
-    expected = (rf"^model={model} trains on a history scenario \(docs: benchmark.md, Peers\): "
-                r"set data.history=<alerts file or folder>$")
+    expected = (rf"^model={model} trains on a labelled history scenario \(\.\./shared/docs/benchmark\.md, Peers\): "
+                r"set data.history=<alerts file or folder> \(a file format, not data=enterprise_sim\), "
+                r"as python train.py -m \+experiment=ait_ads_peers does$")
     with pytest.raises(ConfigError, match=expected):
         peer.fit(table.unlabeled(), None)
 
