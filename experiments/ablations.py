@@ -65,8 +65,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import tempfile
 import time
 from pathlib import Path
+
+import pandas as pd
 
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
@@ -101,8 +104,20 @@ VARIANTS = {
 HISTORY_ONLY = {"rarity-history"}
 
 
-def datasets(args: argparse.Namespace) -> list[tuple[str, list[str], bool]]:
-    """(name, data overrides, has history) for every data set asked for; absent files skipped."""
+def without_hosts(path: Path, hosts: list[str], folder: Path) -> Path:
+    """A copy of the AIT-ADS file ``path`` in ``folder`` without the alerts of ``hosts``."""
+    out = folder / path.name
+    if not out.exists():
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        frame[~frame["host"].isin(hosts)].to_csv(out, index=False)
+    return out
+
+
+def datasets(args: argparse.Namespace, folder: Path | None = None) -> list[tuple[str, list[str], bool]]:
+    """(name, data overrides, has history) for every data set asked for; absent files skipped.
+    With ``--without-hosts`` the AIT-ADS files (history too) are filtered copies in ``folder``."""
+    drop = (lambda path: without_hosts(path, args.without_hosts, folder)) if args.without_hosts else (lambda path: path)
+    tag = "".join(f"-without-{host}" for host in args.without_hosts)
     sim = ["data=enterprise_sim", f"data.n_alerts={args.sim_alerts}", f"data.n_hosts={args.sim_hosts}",
            *(f"data.{option}" for option in args.sim_options)]
     out = [(f"sim-seed{s}", [*sim, f"seed={s}"], False) for s in args.seeds]
@@ -112,7 +127,7 @@ def datasets(args: argparse.Namespace) -> list[tuple[str, list[str], bool]]:
             print(f"note: {path} is absent, skipping {scenario}")
             continue
         if "p1" in args.protocols:
-            out.append((f"{scenario}-p1", ["data=ait_ads", f"data.path={path}"], False))
+            out.append((f"{scenario}{tag}-p1", ["data=ait_ads", f"data.path={drop(path)}"], False))
         if "p2" in args.protocols:
             if args.history == scenario:
                 print(f"note: {scenario} is its own --history, skipping its P2")
@@ -121,8 +136,8 @@ def datasets(args: argparse.Namespace) -> list[tuple[str, list[str], bool]]:
             if not history.exists():
                 print(f"note: history {history} is absent, skipping {scenario} P2")
                 continue
-            name = f"{scenario}-p2" + (f"-history-{args.history}" if args.history else "")
-            out.append((name, ["data=ait_ads", f"data.path={path}", f"data.history={history}"], True))
+            name = f"{scenario}{tag}-p2" + (f"-history-{args.history}" if args.history else "")
+            out.append((name, ["data=ait_ads", f"data.path={drop(path)}", f"data.history={drop(history)}"], True))
     return out
 
 
@@ -189,6 +204,8 @@ def main() -> None:
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--history", choices=SCENARIOS, default=None,
                         help="P2 history for every scenario (default: shaw, russellmitchell for shaw)")
+    parser.add_argument("--without-hosts", nargs="*", default=[], metavar="HOST",
+                        help="leave these hosts' alerts out of every AIT-ADS file, e.g. intranet_server (the dirb flood)")
     parser.add_argument("--also", nargs="*", default=[], metavar="NAME=OVERRIDES",
                         help="more CAR variants, e.g. gamma0.03='model.ranking.gamma=0.03' (space-separated overrides)")
     parser.add_argument("--out", type=Path, default=REPO / "experiments" / "ablations.json")
@@ -202,7 +219,8 @@ def main() -> None:
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     results: dict[str, dict[str, dict[str, float]]] = {}
     cache: dict = {}
-    for name, data_overrides, has_history in datasets(args):
+    folder = tempfile.TemporaryDirectory(prefix="ablations-")  # filtered copies (--without-hosts)
+    for name, data_overrides, has_history in datasets(args, Path(folder.name)):
         results[name] = {}
         for variant, overrides in variants.items():
             if variant in HISTORY_ONLY and not has_history:

@@ -6,6 +6,7 @@ import json
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from conftest import REPO, SHARED_DATA
@@ -27,7 +28,7 @@ def test_ablations_script_runs_extra_variants_given_on_the_command_line(ablation
     monkeypatch.setattr(sys, "argv", ["ablations.py", "--scenarios", "--seeds", "0", "--variants", "rarity",
                                       "--also", "no-similarity=model.ranking.beta=0 model.ranking.neighbours=5",
                                       "--out", str(out)])
-    monkeypatch.setattr(ablations, "datasets", lambda args: [
+    monkeypatch.setattr(ablations, "datasets", lambda args, folder: [
         ("sim-small", ["data=enterprise_sim", "data.n_alerts=3000", "seed=0"], False)])
     ablations.main()
     rows = json.loads(out.read_text())["results"]["sim-small"]
@@ -43,16 +44,34 @@ def test_ablations_history_option_sets_every_p2_history_and_skips_its_own_scenar
     if not (SHARED_DATA / "ait-ads").exists():
         pytest.skip("../shared/data/ait-ads is absent (a user's machine); CI has it")
     sets = ablations.datasets(argparse.Namespace(seeds=[], scenarios=["shaw", "fox"], protocols=["p2"], history="fox",
-                                                 sim_alerts=20000, sim_hosts=120, sim_options=[]))
+                                                 sim_alerts=20000, sim_hosts=120, sim_options=[], without_hosts=[]))
     assert [name for name, _, _ in sets] == ["shaw-p2-history-fox"]
     assert sets[0][1][-1].endswith("fox_alerts.csv.gz") and sets[0][1][-1].startswith("data.history=")
+
+
+def test_ablations_without_hosts_ranks_filtered_copies_of_batch_and_history(ablations, tmp_path):
+    """--without-hosts intranet_server: the AIT-ADS runs without the host of the dirb flood
+    (docs/results.md, session 15), history filtered too."""
+    if not (SHARED_DATA / "ait-ads").exists():
+        pytest.skip("../shared/data/ait-ads is absent (a user's machine); CI has it")
+    sets = ablations.datasets(argparse.Namespace(seeds=[], scenarios=["russellmitchell"], protocols=["p1", "p2"],
+                                                 history=None, sim_alerts=20000, sim_hosts=120, sim_options=[],
+                                                 without_hosts=["intranet_server"]), tmp_path)
+    assert [name for name, _, _ in sets] == ["russellmitchell-without-intranet_server-p1",
+                                             "russellmitchell-without-intranet_server-p2"]
+    files = {o.split("=", 1)[1] for _, overrides, _ in sets for o in overrides if o.startswith(("data.path", "data.history"))}
+    assert files == {str(tmp_path / "russellmitchell_alerts.csv.gz"), str(tmp_path / "shaw_alerts.csv.gz")}
+    for file in files:
+        hosts = pd.read_csv(file, usecols=["host"])["host"]
+        assert len(hosts) > 1000 and "intranet_server" not in set(hosts)
 
 
 def test_ablations_simulator_options_reach_every_seed(ablations):
     """--sim-alerts, --sim-hosts and --sim-options: the scale runs and the sensitivity sweep of
     docs/results.md (many hosts, few alerts each; noise)."""
     sets = ablations.datasets(argparse.Namespace(seeds=[0, 3], scenarios=[], protocols=["p1"], history=None,
-                                                 sim_alerts=50000, sim_hosts=5000, sim_options=["noise=0.3"]))
+                                                 sim_alerts=50000, sim_hosts=5000, sim_options=["noise=0.3"],
+                                                 without_hosts=[]))
     assert [name for name, _, _ in sets] == ["sim-seed0", "sim-seed3"]
     for (_, overrides, has_history), seed in zip(sets, (0, 3)):
         assert not has_history

@@ -41,7 +41,8 @@ OPTIONS = {
                  "rarity_weight", "graph_top", "baseline", "diversity"},
     "ranking": {"alpha", "beta", "gamma", "lam", "prior", "rarity_from", "burst_gap", "value_surprise",
                 "context_window", "context_weight", "address_window", "address_weight", "content_prior", "normalized",
-                "size_weighted", "neighbours", "surprise_bandwidth", "normalise_similarity", "agreement"},
+                "size_weighted", "neighbours", "surprise_bandwidth", "rarity_bandwidth", "normalise_similarity",
+                "agreement"},
 }
 
 
@@ -97,7 +98,7 @@ def check_options(groups: Mapping[str, Mapping]) -> None:
     """A one-line ConfigError for an unknown or missing key of a model option group, or for a
     value an option cannot take (``VALUES``; ``temporal.order`` against the depth and prior; the
     prior's options ``ranking.rarity_from``, ``burst_gap``, ``value_surprise``, the contexts'
-    windows and weights, ``surprise_bandwidth``, ``normalise_similarity``, ``agreement``,
+    windows and weights, ``surprise_bandwidth``, ``rarity_bandwidth``, ``normalise_similarity``, ``agreement``,
     ``patterns.diversity``)."""
     for group, keys in OPTIONS.items():
         given = set(groups[group])
@@ -125,9 +126,10 @@ def check_options(groups: Mapping[str, Mapping]) -> None:
     for key in ("context_weight", "address_weight"):
         if not (is_number(ranking[key]) and ranking[key] >= 0):
             raise ConfigError(f"model.ranking.{key}={ranking[key]!r}: use a number >= 0")
-    bandwidth = ranking["surprise_bandwidth"]
-    if bandwidth is not None and not (is_number(bandwidth) and bandwidth > 0):
-        raise ConfigError(f"model.ranking.surprise_bandwidth={bandwidth!r}: use nats > 0, or null for plain similarity")
+    for key in ("surprise_bandwidth", "rarity_bandwidth"):
+        bandwidth = ranking[key]
+        if bandwidth is not None and not (is_number(bandwidth) and bandwidth > 0):
+            raise ConfigError(f"model.ranking.{key}={bandwidth!r}: use nats > 0, or null for none")
     if not isinstance(ranking["normalise_similarity"], bool):
         raise ConfigError(f"model.ranking.normalise_similarity={ranking['normalise_similarity']!r}: use true or false")
     if ranking["agreement"] not in AGREEMENTS:

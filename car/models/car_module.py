@@ -4,15 +4,15 @@ fit:      loss = temporal leave-one-out NLL (Pitman-Yor discounts and strengths)
                  + content_weight * NCE loss (APE entity embeddings and pair weights)
 predict:  type rarity, value surprise, entity and address context -> prior q (car/ranking/prior.py);
           temporal surprise, content anomaly -> output columns; pattern search -> p and F;
-          embedding neighbours -> Sim (edge-preserving on the value surprise, normalised
-          across tuples); collaborative solve -> alert scores t, pattern scores u.
+          embedding neighbours -> Sim (edge-preserving on the value surprise and the type
+          rarity, normalised across tuples); collaborative solve -> alert scores t, pattern scores u.
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
-from typing import Any
+from typing import Any, NamedTuple
 
 import lightning as L
 import numpy as np
@@ -49,6 +49,24 @@ HISTORY_POOL = 10
 LIFT_SETS = 100  # most active sets of ranking.agreement=lift (3-4 on the simulator and AIT-ADS)
 
 log = logging.getLogger(__name__)
+
+
+class PriorParts(NamedTuple):
+    """The prior of the batch alerts and its parts, each (n_batch,), in encoded order.
+
+    prior: before rank normalisation (nats, or percentiles with ``rarity_from: both``); unusual:
+    the attribute (index among the attributes) whose value is the most unusual for the alert's
+    type, -1 where none stands out; lifted: bool, the entity context adds more than the alert's
+    own terms; linked: the attribute whose shared rare address adds more than the rest of the
+    prior, -1 where none does; surprise: the value surprise (nats); rarity: the type rarity (nats).
+    """
+
+    prior: np.ndarray
+    unusual: np.ndarray
+    lifted: np.ndarray
+    linked: np.ndarray
+    surprise: np.ndarray
+    rarity: np.ndarray
 
 
 class RankedAlerts:
@@ -171,7 +189,7 @@ class CARModule(L.LightningModule):
         # Encoded alerts are in (entity, time) order already: no sort for the prior's counts.
         counted = np.ones(len(enc.codes), dtype=bool) if gap is None else burst_starts(
             enc.codes[:, 0], enc.codes[:, 1], enc.alert_times, gap, enc.is_batch, np.arange(len(enc.codes)))
-        prior, unusual, lifted, linked, surprise = self._prior(enc)
+        parts = self._prior(enc)
         type_bursts = None if gap is None else np.bincount(enc.codes[counted, 1], minlength=enc.n_symbols)
         tuple_of = data.tuple_of[batch]
         content = self.content.anomaly(data.tuples)[tuple_of] if self.content is not None else np.zeros(len(temporal))
@@ -180,12 +198,12 @@ class CARModule(L.LightningModule):
         occ = runs_to_alerts(run_occ, np.cumsum(runs)[alert_run] - 1)
         next_steps = self._next_steps(data, np.flatnonzero(runs), run_occ)
         if self.hparams.score == "collaborative":
-            scores, pattern_scores = self._solve(data, tuple_of, prior, surprise, content, found, occ)
+            scores, pattern_scores = self._solve(data, tuple_of, parts, content, found, occ)
         else:
             scores = temporal if self.hparams.score == "temporal" else content
             pattern_scores = np.array([pat.dependency for pat in found], dtype=np.float64)
-        return RankedAlerts(scores, temporal, content, prior, found, pattern_scores, occ, next_steps, type_bursts,
-                            unusual, lifted, linked)
+        return RankedAlerts(scores, temporal, content, parts.prior, found, pattern_scores, occ, next_steps, type_bursts,
+                            parts.unusual, parts.lifted, parts.linked)
 
     def _patterns(self, data: AlertDataModule) -> tuple[list[Pattern], Occurrences]:
         """The batch's patterns, searched over all alerts of ``data``, and their occurrences over
@@ -209,11 +227,9 @@ class CARModule(L.LightningModule):
             found, run_occ = [found[i] for i in keep], run_occ.subset(keep)
         return found, run_occ
 
-    def _prior(self, enc: EncodedAlerts) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The prior of the batch alerts before rank normalisation, their most unusual attribute,
-        whether the entity context lifted them, the attribute whose shared address adds more
-        than the rest of their prior (-1: none) and their value surprise in nats
-        (car/ranking/prior.py). Type rarity and value surprise are counted over
+    def _prior(self, enc: EncodedAlerts) -> PriorParts:
+        """The prior of the batch alerts before rank normalisation and its parts (`PriorParts`,
+        car/ranking/prior.py). Type rarity and value surprise are counted over
         ``ranking.rarity_from``: the ``batch`` only (the history informs
         the sequence and content models, not the prior), the ``history`` only (novelty: types
         unseen before rank first), ``all`` alerts, or ``both`` (the mean of the rank-normalised
@@ -232,8 +248,9 @@ class CARModule(L.LightningModule):
             prior, unusual, surprise = counted_over(batch if source == "batch" else ~batch)
         else:
             prior, unusual, surprise = counted_over(np.ones(len(batch), dtype=bool))
-            if source == "both":
-                prior = (percentile(prior) + percentile(counted_over(~batch)[0])) / 2
+        rarity = prior - surprise
+        if source == "both":
+            prior = (percentile(prior) + percentile(counted_over(~batch)[0])) / 2
         context = np.zeros(len(at))
         if cfg["context_window"] is not None:
             context = cfg["context_weight"] * entity_context(
@@ -241,7 +258,7 @@ class CARModule(L.LightningModule):
         lifted = context > prior
         prior = prior + context
         linked, column = self._address_context(enc, at, prior)
-        return prior + linked, unusual, lifted, column, surprise
+        return PriorParts(prior + linked, unusual, lifted, column, surprise, rarity)
 
     def _address_context(self, enc: EncodedAlerts, at: np.ndarray,
                          prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -280,15 +297,16 @@ class CARModule(L.LightningModule):
             out.append([(int(s), float(probs[s])) for s in best])
         return out
 
-    def _solve(self, data: AlertDataModule, tuple_of: np.ndarray, prior: np.ndarray, surprise: np.ndarray,
+    def _solve(self, data: AlertDataModule, tuple_of: np.ndarray, parts: PriorParts,
                content: np.ndarray, found: list[Pattern], occ: Occurrences) -> tuple[np.ndarray, np.ndarray]:
-        cfg = self.hparams.ranking
+        cfg, prior = self.hparams.ranking, parts.prior
         n = len(prior)
         sim = (None, None, None)
         if self.content is not None and cfg["beta"] > 0:
             sim = knn_similarity(self.content, data.tuples, tuple_of, k=cfg["neighbours"])
-            if cfg["surprise_bandwidth"] is not None:
-                sim = edge_preserving(sim, surprise, float(cfg["surprise_bandwidth"]))
+            for signal, bandwidth in ((parts.surprise, cfg["surprise_bandwidth"]), (parts.rarity, cfg["rarity_bandwidth"])):
+                if bandwidth is not None:
+                    sim = edge_preserving(sim, signal, float(bandwidth))
             if cfg["normalise_similarity"]:
                 sim = normalise_degrees(sim, tuple_of)
         graph = build_graph(n, len(found), occ.alert_idx, occ.pattern_idx, *sim)
