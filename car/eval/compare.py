@@ -132,7 +132,8 @@ def load_runs(mlflow: Any, experiment_id: str, experiment: str) -> tuple[pd.Data
     done = (every["status"] == "FINISHED") if len(every) else pd.Series(dtype=bool)
     found = every[done]
     if not len(found):
-        left = f" ({len(every)} runs there did not finish: {_status_counts(every)})" if len(every) else ""
+        runs = "1 run there did" if len(every) == 1 else f"{len(every)} runs there did"
+        left = f" ({runs} not finish: {_status_counts(every)})" if len(every) else ""
         raise ConfigError(f"MLflow experiment {experiment!r} has no finished runs to compare{left}; run it first, "
                           f"e.g. python train.py -m +experiment={experiment}")
     runs = _run_keys(found)
@@ -175,7 +176,8 @@ def unfinished_runs(unfinished: pd.DataFrame, finished: pd.DataFrame) -> str:
     names = [" ".join(p for p in (r.method, r.scenario, r.protocol, f"seed {r.seed}" if r.seed else "") if p) + f" ({r.status})"
              for r in missing.itertuples()]
     shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
-    return (f"note: {len(missing)} runs did not finish and are left out ({_status_counts(missing)}): {shown}; "
+    runs = "1 run did not finish and is" if len(missing) == 1 else f"{len(missing)} runs did not finish and are"
+    return (f"note: {runs} left out ({_status_counts(missing)}): {shown}; "
             "re-run them (RUNNING: still going, or killed without a chance to end the run)")
 
 

@@ -347,15 +347,20 @@ def explanations(alerts: AlertTable, enc: EncodedAlerts, pattern_id: pd.array, c
     steps = dict(zip(patterns["pattern_id"], patterns["steps"])) if len(patterns) else {}
     combination = f"; attribute combination more unusual than {100 * anomalous:.0f}% of alerts"
     nearby = "; raised by a more unusual alert of the same entity nearby"
-    total = f" times in {len(enc.codes):,} alerts"
+    total = f" in {len(enc.codes):,} alerts"
     reasons = []
     for alert_type, pattern, entity, odd_value, is_lifted, is_rare in zip(
             frame["type"].iloc[first], ids[first], frame["entity"].iloc[first], value[first], lifted[first], rare[first]):
         lead = f"{_step_of(steps[pattern], alert_type)} of pattern {pattern} ({steps[pattern]}) on {entity}; " if pattern else ""
-        events = f" ({bursts[alert_type]:,} bursts)" if bursts else ""
-        reasons.append(f"{lead}type {alert_type} seen {type_counts[alert_type]:,}{total}{events}{odd_value}"
+        events = f" ({_times(bursts[alert_type], 'burst')})" if bursts else ""
+        reasons.append(f"{lead}type {alert_type} seen {_times(type_counts[alert_type], 'time')}{total}{events}{odd_value}"
                        f"{nearby if is_lifted else ''}{combination if is_rare else ''}")
     return np.asarray(reasons, dtype=object)[codes]
+
+
+def _times(n: int, noun: str) -> str:
+    """``1 time``, ``2 times``, ``1,000 bursts``."""
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
 def _step_of(steps: str, alert_type: str) -> str:

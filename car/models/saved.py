@@ -113,7 +113,8 @@ class UnseenValues:
 
     def message(self) -> str:
         """One line for the log: how many alerts, and per column alerts and new values."""
-        parts = [f"{col} {n} ({len(self.new_values[col])} new values)" for col, n in self.per_column.items() if n]
+        parts = [f"{col} {n} ({len(self.new_values[col])} new value{'' if len(self.new_values[col]) == 1 else 's'})"
+                 for col, n in self.per_column.items() if n]
         return (f"{self.with_unseen} of {self.alerts} alerts have values the model never counted "
                 f"(alerts per column): {', '.join(parts) or 'none'}")
 

@@ -159,7 +159,7 @@ def test_runs_that_did_not_finish_are_named_not_left_out_silently(tmp_path, monk
     assert comparison.table["mean"].tolist() == [pytest.approx(0.6)] and comparison.table["seeds"].tolist() == [2]
     assert comparison.unfinished.startswith("note: 2 runs did not finish and are left out (FAILED 1, RUNNING 1): "
                                             "car sim seed 2 (FAILED), car sim seed 3 (RUNNING)")
-    with pytest.raises(ConfigError, match=r"'broken' has no finished runs to compare \(1 runs there did not finish: FAILED 1\)"):
+    with pytest.raises(ConfigError, match=r"'broken' has no finished runs to compare \(1 run there did not finish: FAILED 1\)"):
         compare("broken", uri, tmp_path / "out2", ("attack/raw/ap",), curves=False)
 
 

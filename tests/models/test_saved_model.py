@@ -150,10 +150,13 @@ def test_values_never_counted_are_reported_per_column(fitted, caplog):
     assert summary["columns"]["type"]["examples"] == ["new.type_a", "new.type_b"]
     assert summary["columns"]["user"]["new_values"] == 1
     assert "18 of 300 alerts have values the model never counted" in caplog.text
-    assert "type 10 (2 new values)" in caplog.text
+    assert "type 10 (2 new values)" in caplog.text and "user 10 (1 new value)" in caplog.text
     # The new values are ranked like any other: finite scores, counts from this batch on.
     assert np.isfinite(online.ranking.scores).all()
     assert online.ranking.columns["why"][0].startswith("type new.type_a seen 7 times in")
+    alerts.loc[29, "type"] = "new.type_c"  # once: singular
+    why = saved.rank(replace(batch, alerts=alerts)).ranking.columns["why"][29]
+    assert why.startswith("type new.type_c seen 1 time in ") and " (1 burst)" in why, why
     assert online.model.counted.value_counts("entity")["ws-new"] == 3
 
 
