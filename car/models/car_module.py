@@ -76,12 +76,8 @@ class RankedAlerts:
     pattern_scores (L,); occurrences: of the patterns in the batch (alert indices into the
     batch arrays); next_steps: per pattern, the likeliest next types (symbol, probability)
     after its latest occurrence; type_bursts: (n_symbols,) bursts per type over all alerts, or
-    None when type rarity counts alerts (``ranking.burst_gap`` null); unusual: (n_batch,) the
-    attribute (index among the attributes) whose value is the most unusual for the alert's
-    type, -1 where none stands out; lifted: (n_batch,) bool, the entity context adds more to
-    the prior than the alert's own terms (car/ranking/prior.py); linked: (n_batch,) the attribute
-    (index among the attributes) whose shared rare address adds more to the prior than the
-    alert's own terms and its entity context, -1 where none does. A plain class on purpose:
+    None when type rarity counts alerts (``ranking.burst_gap`` null); unusual, lifted, linked:
+    (n_batch,) as in `PriorParts`. A plain class on purpose:
     Lightning would try to move a dataclass's fields to a device.
     """
 
