@@ -526,6 +526,40 @@ def test_rarity_from_both_averages_the_percentiles_of_all_and_history_priors(sim
     np.testing.assert_allclose(model.module.rank_alerts(model.data).prior, expected)
 
 
+@pytest.mark.parametrize("gap", [60, None])
+def test_the_rarity_kernel_gets_the_type_rarity_of_the_batch_alerts_counted_as_the_prior(sim, monkeypatch, gap):
+    """``ranking.rarity_bandwidth``'s r: the type rarity alone (no value surprise, entity or
+    address context), in encoded batch order, counted over ``rarity_from``'s alerts (``both``:
+    all alerts, as its value surprise), and it is what the solve's second kernel gets."""
+    import car.models.car_module as car_module
+    from car.ranking.prior import alert_prior
+
+    half = len(sim) // 2
+    past, batch = (replace(sim, alerts=sim.alerts.iloc[part].reset_index(drop=True), labels=None)
+                   for part in (slice(0, half), slice(half, None)))
+    model = model_from_config("model=car", f"model.ranking.burst_gap={'null' if gap is None else gap}")
+    model.fit(batch, past, trainer={"max_epochs": 1})
+    enc, module = model.data.encoded, model.module
+    at = np.flatnonzero(enc.is_batch)
+    signals = []
+    kernel = car_module.edge_preserving
+    monkeypatch.setattr(car_module, "edge_preserving",
+                        lambda sim_, signal, bandwidth: signals.append(signal) or kernel(sim_, signal, bandwidth))
+    counted = {"batch": enc.is_batch, "history": ~enc.is_batch, "all": np.ones(len(at) + half, bool)}
+    for source in ("batch", "history", "both", "all"):
+        module.hparams.ranking["rarity_from"] = source
+        expected = alert_prior(enc.codes[:, 0], enc.codes[:, 1], enc.codes[:, 2:], enc.alert_times,
+                               counted["all" if source == "both" else source], at, enc.n_symbols, gap, False)[0]
+        parts = module._prior(enc)
+        assert parts.surprise.any() and len(np.unique(expected)) > 10
+        np.testing.assert_allclose(parts.rarity, expected, rtol=0, atol=1e-12, err_msg=source)
+        signals.clear()
+        module.rank_alerts(model.data)
+        assert len(signals) == 2
+        np.testing.assert_array_equal(signals[0], parts.surprise)
+        np.testing.assert_array_equal(signals[1], parts.rarity)
+
+
 def test_a_ranking_solve_that_does_not_converge_is_a_warning(sim20k, monkeypatch, caplog):
     import car.models.car_module as car_module
 
