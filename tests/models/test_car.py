@@ -431,7 +431,7 @@ def test_lifting_patterns_put_car_above_the_papers_agreement_and_its_ablations_o
 @pytest.mark.parametrize("protocol", ["p1", "p2"])
 def test_car_is_above_its_content_off_ablation_on_the_development_scenarios(protocol):
     """Strict grouped AP, mean of russellmitchell and shaw (P2: each other as history). Measured
-    (session 15): P1 0.473 vs 0.437 (russellmitchell 0.480 vs 0.513, shaw 0.465 vs 0.361), P2 0.474 vs
+    (session 15): P1 0.473 vs 0.437 (russellmitchell 0.480 vs 0.513, shaw 0.465 vs 0.361), P2 0.473 vs
     0.429; over the five scenarios P1 0.729 vs 0.702 (session 9: P1 0.469, P2 0.480). Session 7 (raw similarity weights): P1 0.480,
     P2 0.494, five scenarios 0.740."""
     from car.eval.metrics import evaluate_alerts
