@@ -58,7 +58,9 @@ class PriorParts(NamedTuple):
     the attribute (index among the attributes) whose value is the most unusual for the alert's
     type, -1 where none stands out; lifted: bool, the entity context adds more than the alert's
     own terms; linked: the attribute whose shared rare address adds more than the rest of the
-    prior, -1 where none does; surprise: the value surprise (nats); rarity: the type rarity (nats).
+    prior, -1 where none does; surprise: the value surprise (nats); rarity: the type rarity (nats),
+    the prior's first part before the value surprise and the contexts. Both are counted over
+    ``ranking.rarity_from``'s alerts, over all alerts with ``both``.
     """
 
     prior: np.ndarray
