@@ -176,9 +176,10 @@ def unfinished_runs(unfinished: pd.DataFrame, finished: pd.DataFrame) -> str:
     names = [" ".join(p for p in (r.method, r.scenario, r.protocol, f"seed {r.seed}" if r.seed else "") if p) + f" ({r.status})"
              for r in missing.itertuples()]
     shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
-    runs = "1 run did not finish and is" if len(missing) == 1 else f"{len(missing)} runs did not finish and are"
+    runs, them = (("1 run did not finish and is", "it") if len(missing) == 1
+                  else (f"{len(missing)} runs did not finish and are", "them"))
     return (f"note: {runs} left out ({_status_counts(missing)}): {shown}; "
-            "re-run them (RUNNING: still going, or killed without a chance to end the run)")
+            f"re-run {them} (RUNNING: still going, or killed without a chance to end the run)")
 
 
 def unnamed_variants(runs: pd.DataFrame, found: pd.DataFrame) -> str:

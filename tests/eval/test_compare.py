@@ -113,6 +113,15 @@ def test_metrics_whose_file_names_would_be_the_same_get_a_picture_each():
     assert len(set(pictures.values())) == 3
 
 
+def test_one_run_that_did_not_finish_is_named_in_the_singular():
+    from car.eval.compare import unfinished_runs
+    runs = pd.DataFrame({"method": ["car", "car"], "scenario": ["sim"] * 2, "protocol": ["", ""], "seed": ["1", "2"],
+                         "status": ["FINISHED", "FAILED"]})
+    note = unfinished_runs(runs[runs["status"] != "FINISHED"], runs[runs["status"] == "FINISHED"])
+    assert note.startswith("note: 1 run did not finish and is left out (FAILED 1): car sim seed 2 (FAILED); "
+                           "re-run it (RUNNING:"), note
+
+
 def test_replaced_runs_that_set_a_model_option_differently_get_a_note():
     """A sweep over a model option without method names looks like re-runs: only the latest is
     compared, and the note says so and how to name the variants. Other data under one scenario, or
