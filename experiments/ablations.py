@@ -104,7 +104,7 @@ VARIANTS = {
 HISTORY_ONLY = {"rarity-history"}
 
 
-def without_hosts(path: Path, hosts: list[str], folder: Path) -> Path:
+def filtered_copy(path: Path, hosts: list[str], folder: Path) -> Path:
     """A copy of the AIT-ADS file ``path`` in ``folder`` without the alerts of ``hosts``."""
     out = folder / path.name
     if not out.exists():
@@ -116,7 +116,9 @@ def without_hosts(path: Path, hosts: list[str], folder: Path) -> Path:
 def datasets(args: argparse.Namespace, folder: Path | None = None) -> list[tuple[str, list[str], bool]]:
     """(name, data overrides, has history) for every data set asked for; absent files skipped.
     With ``--without-hosts`` the AIT-ADS files (history too) are filtered copies in ``folder``."""
-    drop = (lambda path: without_hosts(path, args.without_hosts, folder)) if args.without_hosts else (lambda path: path)
+    if args.without_hosts and folder is None:
+        folder = Path(tempfile.mkdtemp(prefix="ablations-"))
+    drop = (lambda path: filtered_copy(path, args.without_hosts, folder)) if args.without_hosts else (lambda path: path)
     tag = "".join(f"-without-{host}" for host in args.without_hosts)
     sim = ["data=enterprise_sim", f"data.n_alerts={args.sim_alerts}", f"data.n_hosts={args.sim_hosts}",
            *(f"data.{option}" for option in args.sim_options)]

@@ -132,8 +132,8 @@ def load_runs(mlflow: Any, experiment_id: str, experiment: str) -> tuple[pd.Data
     done = (every["status"] == "FINISHED") if len(every) else pd.Series(dtype=bool)
     found = every[done]
     if not len(found):
-        runs = "1 run there did" if len(every) == 1 else f"{len(every)} runs there did"
-        left = f" ({runs} not finish: {_status_counts(every)})" if len(every) else ""
+        count = "1 run there did" if len(every) == 1 else f"{len(every)} runs there did"
+        left = f" ({count} not finish: {_status_counts(every)})" if len(every) else ""
         raise ConfigError(f"MLflow experiment {experiment!r} has no finished runs to compare{left}; run it first, "
                           f"e.g. python train.py -m +experiment={experiment}")
     runs = _run_keys(found)
