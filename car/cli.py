@@ -48,6 +48,7 @@ def _add_simulate(verbs: argparse._SubParsersAction) -> None:
 
 def _rank(args: argparse.Namespace) -> None:
     from car.eval.metrics import evaluate_alerts
+    from car.eval.patterns import evaluate_patterns
     from car.models.saved import SavedModel
     from car.outputs.files import write_json
     from car.pipeline import set_threads, write_outputs
@@ -61,6 +62,7 @@ def _rank(args: argparse.Namespace) -> None:
     online = saved.rank(table.unlabeled())
     log.info("writing the outputs to %s", args.out)
     metrics = evaluate_alerts(table, online.ranking.scores) if table.label_kinds else {}
+    metrics |= evaluate_patterns(table, online.ranking)  # as a training run (car/pipeline.py); no stage_map here
     out = Path(args.out)
     write_outputs(out, table, online.ranking, None, metrics, saved.car.name)
     write_json(online.unseen.summary(), out / "unseen_values.json")

@@ -15,7 +15,7 @@ from pandas.api.types import is_numeric_dtype
 from car.cli import main
 from car.models.saved import MANIFEST, TENSORS, SavedModel
 from car.pipeline import run
-from conftest import REPO
+from conftest import REPO, shared_file
 
 ATTRIBUTES = "[user,process,src_ip,dst_ip,dst_port,signature,severity,detector]"
 FIT_SHARE = 0.6  # fit on the first 60% of the simulated alerts (time order), rank the rest
@@ -238,3 +238,21 @@ def test_rank_runs_torch_on_the_threads_asked_for_default_one(trained, tmp_path)
             assert torch.get_num_threads() == threads
     finally:
         torch.set_num_threads(before)
+
+
+def test_rank_writes_the_pattern_metrics_a_training_run_writes(tmp_path):
+    """metrics.json of `car rank` holds what a training run's holds, the pattern reconstruction
+    metrics too (patterns/step_coverage_at_5 ... from AIT-ADS's event_label): car rank wrote only
+    the alert metrics, so a day ranked online could not be compared with a fresh fit on it."""
+    frame = pd.read_csv(shared_file("ait-ads", "russellmitchell_alerts.csv.gz")).sort_values("time", kind="stable")
+    start = np.flatnonzero((frame["event_label"] != "-").to_numpy())[4]  # the first four are stray; the attack's scans
+    frame.iloc[start - 1000:start + 3000].to_csv(tmp_path / "slice.csv", index=False)
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        cfg = compose("train", overrides=["data=ait_ads", f"data.path={tmp_path / 'slice.csv'}", "model=car",
+                                          "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "logger=none"])
+    fitted = run(cfg, tmp_path / "run")
+    assert fitted["patterns/step_coverage_at_5"] > 0
+    assert main(["rank", "--model", str(tmp_path / "run" / "model"), "--input", str(tmp_path / "slice.csv"),
+                 "--out", str(tmp_path / "out")]) == 0
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text()) == json.loads(
+        (tmp_path / "run" / "metrics.json").read_text())
