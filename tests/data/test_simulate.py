@@ -1,5 +1,4 @@
 import hashlib
-import time
 from pathlib import Path
 
 import numpy as np
@@ -230,12 +229,6 @@ def test_config_lists_every_option_with_its_default():
     assert cfg.pop("format") == "enterprise_sim" and cfg.pop("path") is None and cfg.pop("history") is None
     assert cfg.pop("seed") == "${seed}"
     assert cfg == {k: v for k, v in DEFAULTS.items() if k != "seed"}
-
-
-def test_speed():
-    begin = time.perf_counter()
-    simulate_enterprise(n_alerts=100_000)
-    assert time.perf_counter() - begin < 5
 
 
 @pytest.mark.parametrize(("days", "gap_minutes"), [(1, 480.0), (2, 2000.0)])

@@ -1,4 +1,3 @@
-import time
 from collections import Counter
 
 import numpy as np
@@ -115,14 +114,12 @@ def test_merge_of_partitions_equals_whole(split_seq):
     assert tree_counts(ContextTree.merge(b, a)) == tree_counts(whole)
 
 
-def test_build_speed():
+def test_build_counts_every_alert_of_a_large_input():
+    """200,000 alerts over 4,000 sequences, depth 6. Its speed is measured by
+    experiments/bench_speed.py (datamodule.ContextTree.build), not asserted here."""
     rng = np.random.default_rng(0)
     n = 200_000
     sequence = np.sort(rng.integers(0, 4000, n))
     symbols = rng.zipf(1.3, n) % 500
-    start = time.perf_counter()
     tree = ContextTree.build(symbols, sequence, depth=6, n_symbols=500)
-    elapsed = time.perf_counter() - start
     assert tree.levels[0].node_total[0] == n
-    # about 0.3 s on a 2-core machine; 1e6 alerts take about 2 s
-    assert elapsed < 5.0
