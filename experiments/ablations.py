@@ -70,7 +70,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
