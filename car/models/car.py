@@ -352,14 +352,14 @@ def explanations(alerts: AlertTable, enc: EncodedAlerts, pattern_id: pd.array, c
     for alert_type, pattern, entity, odd_value, is_lifted, is_rare in zip(
             frame["type"].iloc[first], ids[first], frame["entity"].iloc[first], value[first], lifted[first], rare[first]):
         lead = f"{_step_of(steps[pattern], alert_type)} of pattern {pattern} ({steps[pattern]}) on {entity}; " if pattern else ""
-        events = f" ({_times(bursts[alert_type], 'burst')})" if bursts else ""
-        reasons.append(f"{lead}type {alert_type} seen {_times(type_counts[alert_type], 'time')}{total}{events}{odd_value}"
+        events = f" ({quantity(bursts[alert_type], 'burst')})" if bursts else ""
+        reasons.append(f"{lead}type {alert_type} seen {quantity(type_counts[alert_type], 'time')}{total}{events}{odd_value}"
                        f"{nearby if is_lifted else ''}{combination if is_rare else ''}")
     return np.asarray(reasons, dtype=object)[codes]
 
 
-def _times(n: int, noun: str) -> str:
-    """``1 time``, ``2 times``, ``1,000 bursts``."""
+def quantity(n: int, noun: str) -> str:
+    """``n`` with ``noun`` in the singular or plural: ``1 time``, ``2 times``, ``1,000 new values``."""
     return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 

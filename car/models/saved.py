@@ -45,7 +45,7 @@ from car.data.datamodule import AlertDataModule, encode_codes
 from car.data.simulate import ATTRIBUTES as SIMULATOR_ATTRIBUTES
 from car.errors import CARError, ConfigError, DataError, error_line
 from car.models.base import AlertRanker, Ranking
-from car.models.car import CAR
+from car.models.car import CAR, quantity
 from car.models.car_module import CARModule
 from car.outputs.files import write_bytes, write_json
 
@@ -113,8 +113,7 @@ class UnseenValues:
 
     def message(self) -> str:
         """One line for the log: how many alerts, and per column alerts and new values."""
-        parts = [f"{col} {n} ({len(self.new_values[col])} new value{'' if len(self.new_values[col]) == 1 else 's'})"
-                 for col, n in self.per_column.items() if n]
+        parts = [f"{col} {n} ({quantity(len(self.new_values[col]), 'new value')})" for col, n in self.per_column.items() if n]
         return (f"{self.with_unseen} of {self.alerts} alerts have values the model never counted "
                 f"(alerts per column): {', '.join(parts) or 'none'}")
 
