@@ -77,7 +77,7 @@ def _seconds(v: object) -> str | None:
 
 
 # What each option of conf/model/car.yaml takes, beyond the options that check_options checks
-# itself (temporal.order and the prior's options: see its docstring).
+# itself (temporal.order, and the options that may be null: see its docstring).
 VALUES: dict[tuple[str, str], Callable[[object], str | None]] = {
     ("temporal", "depth"): _whole(0, MAX_DEPTH), ("temporal", "prior"): _choice(PRIORS),
     ("temporal", "run_gap"): _seconds,
@@ -87,19 +87,20 @@ VALUES: dict[tuple[str, str], Callable[[object], str | None]] = {
     ("patterns", "max_gap"): _whole(0), ("patterns", "window"): _number(0, above=True),
     ("patterns", "max_patterns"): _whole(0), ("patterns", "score"): _choice(PATTERN_SCORES),
     ("patterns", "rarity_weight"): _number(0), ("patterns", "graph_top"): _whole(0),
-    ("patterns", "baseline"): _choice(BASELINES),
+    ("patterns", "baseline"): _choice(BASELINES), ("patterns", "diversity"): _choice(DIVERSITY),
     ("ranking", "alpha"): _number(0), ("ranking", "beta"): _number(0), ("ranking", "gamma"): _number(0, above=True),
     ("ranking", "lam"): _number(0), ("ranking", "content_prior"): _number(0), ("ranking", "prior"): _flag,
     ("ranking", "normalized"): _flag, ("ranking", "size_weighted"): _flag, ("ranking", "neighbours"): _whole(1),
+    ("ranking", "rarity_from"): _choice(RARITY_FROM), ("ranking", "value_surprise"): _flag,
+    ("ranking", "normalise_similarity"): _flag, ("ranking", "agreement"): _choice(AGREEMENTS),
 }
 
 
 def check_options(groups: Mapping[str, Mapping]) -> None:
     """A one-line ConfigError for an unknown or missing key of a model option group, or for a
     value an option cannot take (``VALUES``; ``temporal.order`` against the depth and prior; the
-    prior's options ``ranking.rarity_from``, ``burst_gap``, ``value_surprise``, the contexts'
-    windows and weights, ``surprise_bandwidth``, ``rarity_bandwidth``, ``normalise_similarity``, ``agreement``,
-    ``patterns.diversity``)."""
+    options that may be null: ``ranking.burst_gap``, the contexts' windows, ``surprise_bandwidth``
+    and ``rarity_bandwidth``; the contexts' weights)."""
     for group, keys in OPTIONS.items():
         given = set(groups[group])
         for key in sorted(given - keys):
@@ -116,13 +117,9 @@ def check_options(groups: Mapping[str, Mapping]) -> None:
         raise ConfigError(f"model.temporal.order={order!r}: use a whole number from 1 to temporal.depth "
                           f"({temporal['depth']}) with temporal.prior=ngram, or null (the order is the depth)")
     ranking = groups["ranking"]
-    if ranking["rarity_from"] not in RARITY_FROM:
-        raise ConfigError(f"model.ranking.rarity_from={ranking['rarity_from']!r}: use one of {', '.join(RARITY_FROM)}")
     check_seconds(ranking["burst_gap"], "model.ranking.burst_gap")
     check_seconds(ranking["context_window"], "model.ranking.context_window", "for no entity context")
     check_seconds(ranking["address_window"], "model.ranking.address_window", "for no address context")
-    if not isinstance(ranking["value_surprise"], bool):
-        raise ConfigError(f"model.ranking.value_surprise={ranking['value_surprise']!r}: use true or false")
     for key in ("context_weight", "address_weight"):
         if not (is_number(ranking[key]) and ranking[key] >= 0):
             raise ConfigError(f"model.ranking.{key}={ranking[key]!r}: use a number >= 0")
@@ -130,13 +127,6 @@ def check_options(groups: Mapping[str, Mapping]) -> None:
         bandwidth = ranking[key]
         if bandwidth is not None and not (is_number(bandwidth) and bandwidth > 0):
             raise ConfigError(f"model.ranking.{key}={bandwidth!r}: use nats > 0, or null for none")
-    if not isinstance(ranking["normalise_similarity"], bool):
-        raise ConfigError(f"model.ranking.normalise_similarity={ranking['normalise_similarity']!r}: use true or false")
-    if ranking["agreement"] not in AGREEMENTS:
-        raise ConfigError(f"model.ranking.agreement={ranking['agreement']!r}: use one of {', '.join(AGREEMENTS)}")
-    diversity = groups["patterns"]["diversity"]
-    if diversity not in DIVERSITY:
-        raise ConfigError(f"model.patterns.diversity={diversity!r}: use one of {', '.join(DIVERSITY)}")
 
 
 def _trainer(options: dict[str, Any]) -> L.Trainer:
