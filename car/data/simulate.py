@@ -398,7 +398,7 @@ def _options(options: dict) -> dict:
     if bad:
         raise DataError(
             f"enterprise_sim: {bad[0]}={out[bad[0]]!r} is out of range (seed >= 0, n_alerts >= 200, n_hosts >= 12, "
-            "1 <= n_campaigns <= 50, 0 <= attack_fraction <= 0.5, 1 <= days, 0 <= noise <= 1, "
+            "1 <= n_campaigns <= 50, 0 <= attack_fraction <= 0.5, 1 <= days <= 3650, 0 <= noise <= 1, "
             "3 <= pattern_length <= 10, gap_minutes > 0)"
         )
     return out

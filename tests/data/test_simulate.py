@@ -214,6 +214,7 @@ def test_csv_reads_back(tmp_path):
         ({"n_alert": 5}, r"unknown option 'n_alert'; valid options: n_alerts, seed"),
         ({"pattern_length": 2}, r"pattern_length=2 is out of range"),
         ({"seed": -1}, r"seed=-1 is out of range \(seed >= 0"),  # numpy's own error was a traceback in `car simulate`
+        ({"days": 3651}, r"days=3651 is out of range \(.* 1 <= days <= 3650,"),  # the range said '1 <= days'
         ({"start": "not a date"}, r"invalid option value"),
     ],
 )
