@@ -21,6 +21,7 @@ import pandas as pd
 from car.alerts import AlertTable
 from car.errors import ConfigError, DataError
 from car.models.base import STEP_SEPARATOR, Ranking
+from car.temporal.patterns import is_subsequence
 
 TOP_PATTERNS = 5
 
@@ -158,17 +159,11 @@ def campaign_metrics(patterns: Sequence[tuple[str, ...]], campaigns: Sequence[tu
     campaigns matched by at least one of them over all campaigns (NaN without campaigns).
     """
     considered = list(patterns)[:top]
-    matches = np.array([[len(p) > 1 and _in_order(p, c) for c in campaigns] for p in considered], dtype=bool)
+    matches = np.array([[len(p) > 1 and is_subsequence(p, c) for c in campaigns] for p in considered], dtype=bool)
     matches = matches.reshape(len(considered), len(campaigns))
     precision = matches.any(axis=1).mean() if len(considered) else math.nan
     recall = matches.any(axis=0).mean() if len(campaigns) else math.nan
     return {"campaign_precision": float(precision), "campaign_recall": float(recall)}
-
-
-def _in_order(steps: Sequence[str], campaign: Sequence[str]) -> bool:
-    """True if ``steps`` is a subsequence of ``campaign`` (same order, gaps allowed)."""
-    remaining = iter(campaign)
-    return all(step in remaining for step in steps)
 
 
 def read_stage_map(path: str | PathLike) -> dict[str, str]:

@@ -356,17 +356,17 @@ def _without_subpatterns(patterns: list[Pattern], max_patterns: int) -> list[Pat
         if len(kept) == max_patterns:
             break
         sharing = set.intersection(*(holders.get(s, set()) for s in p.symbols))
-        if not any(_is_subsequence(p.symbols, kept[i].symbols) for i in sharing):
+        if not any(is_subsequence(p.symbols, kept[i].symbols) for i in sharing):
             for s in p.symbols:
                 holders.setdefault(s, set()).add(len(kept))
             kept.append(p)
     return kept
 
 
-def _is_subsequence(short: tuple[int, ...], long: tuple[int, ...]) -> bool:
-    """Whether ``short`` is an ordered (not necessarily contiguous) subsequence of ``long``."""
+def is_subsequence(short: Sequence, long: Sequence) -> bool:
+    """Whether the items of ``short`` occur in ``long`` in the same order, gaps allowed."""
     steps = iter(long)
-    return len(short) < len(long) and all(s in steps for s in short)
+    return all(s in steps for s in short)
 
 
 def pattern_occurrences(
