@@ -25,13 +25,12 @@ from typing import Any
 import matplotlib
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from car.errors import ConfigError, error_line
 from car.eval.metrics import precision_recall_curve
 from car.outputs.files import write_bytes, write_csv
-from car.outputs.pictures import label_precision_recall, png
+from car.outputs.pictures import STYLE, agg_figure, label_precision_recall, png
 from car.outputs.tracking import store_error_line
 
 SUMMARY_TAG = "car.summary"
@@ -303,7 +302,7 @@ def _bar_figure(part: pd.DataFrame, metric: str) -> Figure:
     cases = (part["scenario"] + np.where(part["protocol"] != "", " " + part["protocol"], "")).to_numpy()
     labels, methods = list(dict.fromkeys(cases)), list(dict.fromkeys(part["method"]))
     width = 0.8 / len(methods)
-    figure, ax = _figure(max(6.0, 0.22 * len(labels) * len(methods) + 2), 4.5)
+    figure, (ax,) = agg_figure(max(6.0, 0.22 * len(labels) * len(methods) + 2), 4.5)
     for i, method in enumerate(methods):
         mine = part["method"].to_numpy() == method
         x = np.array([labels.index(c) for c in cases[mine]]) + (i - (len(methods) - 1) / 2) * width
@@ -343,7 +342,7 @@ def _run_curves(mlflow: Any, run_id: str, tmp: Path) -> dict[str, tuple[np.ndarr
 
 
 def _curve_figure(methods: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> Figure:
-    figure, ax = _figure(6, 4.5)
+    figure, (ax,) = agg_figure(6, 4.5)
     for method, (precision, recall) in methods.items():
         keep = np.unique(np.linspace(0, len(recall) - 1, CURVE_POINTS).astype(np.int64))
         ax.step(np.r_[0.0, recall[keep]], np.r_[precision[0], precision[keep]], where="pre", label=method)
@@ -352,16 +351,9 @@ def _curve_figure(methods: dict[str, tuple[np.ndarray, np.ndarray]], title: str)
     return figure
 
 
-def _figure(width: float, height: float) -> tuple[Figure, Any]:
-    """A figure on the Agg canvas (inches) and its one axes."""
-    figure = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure, figure.subplots()
-
-
 def _picture(draw: Any, *args: Any) -> bytes:
     """PNG bytes of ``draw(*args)``; text is drawn as it is (a ``$`` does not start math)."""
-    with matplotlib.rc_context({"text.parse_math": False, "font.size": 9, "axes.titlesize": 10}):
+    with matplotlib.rc_context({"text.parse_math": False, **STYLE}):
         return png(draw(*args))
 
 

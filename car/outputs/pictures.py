@@ -75,7 +75,7 @@ def _plain(text: object) -> str:
     return str(text).replace("$", r"\$")
 
 
-def _figure(width: float, height: float, cols: int = 1) -> tuple[Figure, list[Axes]]:
+def agg_figure(width: float, height: float, cols: int = 1) -> tuple[Figure, list[Axes]]:
     """A figure on the Agg canvas (size in inches, constrained layout) and its ``cols`` axes in a row."""
     figure = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(figure)
@@ -92,7 +92,7 @@ def attack_figure(graph: nx.DiGraph, patterns: pd.DataFrame) -> Figure:
     panels = [(row, sub) for row in patterns.head(TOP_PATTERNS).itertuples()
               if (sub := _pattern_edges(graph, int(row.pattern_id))).number_of_edges()]
     if not panels:
-        figure, (ax,) = _figure(8, 1.5)
+        figure, (ax,) = agg_figure(8, 1.5)
         ax.text(0.5, 0.5, "no candidate attack pattern found", ha="center", va="center")
         ax.set_axis_off()
         return figure
@@ -219,7 +219,7 @@ def histogram_figure(table: AlertTable, scores: np.ndarray) -> Figure:
     flat = hi - lo <= 1e-9 * max(1.0, abs(hi))
     edges = np.array([lo - 0.5, hi + 0.5]) if flat else np.histogram_bin_edges(scores, bins=BINS)
     kinds = table.label_kinds
-    figure, axes = _figure(max(6, 4.5 * len(kinds)), 4, cols=max(len(kinds), 1))
+    figure, axes = agg_figure(max(6, 4.5 * len(kinds)), 4, cols=max(len(kinds), 1))
     if not kinds:
         axes[0].hist(scores, bins=edges, log=True, color=NODE_COLOR, label=f"all alerts ({len(scores):,})")
     for ax, kind in zip(axes, kinds):
@@ -245,7 +245,7 @@ def precision_recall_figure(table: AlertTable, scores: np.ndarray) -> Figure | N
     curves = [(kind, labels, ap) for kind, labels in curves if not np.isnan(ap := average_precision(scores, labels))]
     if not curves:
         return None
-    figure, (ax,) = _figure(6, 4.5)
+    figure, (ax,) = agg_figure(6, 4.5)
     for kind, labels, ap in curves:
         precision, recall = precision_recall_curve(scores, labels)
         # where="pre": precision[i] holds from recall[i-1] to recall[i], so the area is the AP.
