@@ -155,26 +155,12 @@ def build_alert_table(
     for col in attributes:
         frame[col] = _text(raw[col]).replace("", MISSING)
     frame["source"] = where
-    new_rejected = pd.DataFrame(
-        {
-            "alert_id": ids[bad],
-            "source": where[bad].to_numpy(),
-            "reason": reasons[bad].to_numpy(),
-            # pandas 3 keeps a missing value missing under astype(str): write it as an empty field.
-            "raw": raw[bad].drop(columns="alert_id", errors="ignore").astype(str).fillna("").agg(",".join, axis=1)
-            .str.slice(0, 500).to_numpy()
-            if bad.any()
-            else [],
-        }
-    )
-    all_rejected = pd.concat([r for r in (rejected, new_rejected) if r is not None and len(r)] or [new_rejected])
-    all_rejected = all_rejected.sort_values("alert_id", kind="stable").reset_index(drop=True)
     keep = ~bad
     table = AlertTable(
         alerts=frame[keep].reset_index(drop=True),
         attributes=list(attributes),
         labels=labels[keep].reset_index(drop=True) if labels is not None else None,
-        rejected=all_rejected[REJECTED_COLUMNS],
+        rejected=_rejected_rows(raw[bad], ids[bad], where[bad], reasons[bad], rejected),
         source=source,
     )
     if n_input is not None and table.n_input != n_input:
@@ -185,6 +171,27 @@ def build_alert_table(
             f"{name}: no usable alerts ({len(table.rejected)} rejected, first reason: {first}); {_fix(first)}"
         )
     return table
+
+
+def _rejected_rows(raw: pd.DataFrame, ids: np.ndarray, where: pd.Series, reasons: pd.Series,
+                   earlier: pd.DataFrame | None) -> pd.DataFrame:
+    """The rows ``raw`` rejected by `build_alert_table` (their ids, ``file:line`` and reasons), with
+    the rows the loader rejected ``earlier``, in ``alert_id`` order; columns ``REJECTED_COLUMNS``,
+    ``raw`` the row's fields comma-joined, at most 500 characters."""
+    new = pd.DataFrame(
+        {
+            "alert_id": ids,
+            "source": where.to_numpy(),
+            "reason": reasons.to_numpy(),
+            # pandas 3 keeps a missing value missing under astype(str): write it as an empty field.
+            "raw": raw.drop(columns="alert_id", errors="ignore").astype(str).fillna("").agg(",".join, axis=1)
+            .str.slice(0, 500).to_numpy()
+            if len(raw)
+            else [],
+        }
+    )
+    every = pd.concat([r for r in (earlier, new) if r is not None and len(r)] or [new])
+    return every.sort_values("alert_id", kind="stable").reset_index(drop=True)[REJECTED_COLUMNS]
 
 
 def _fix(reason: str) -> str:
