@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,7 @@ class Tracker:
             return
         import mlflow
 
-        finite = {k: float(v) for k, v in metrics.items() if v is not None and v == v}
+        finite = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(v)}
         if finite:
             mlflow.log_metrics(finite)
         if self.cfg.get("log_artifacts", True):

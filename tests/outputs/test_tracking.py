@@ -102,3 +102,14 @@ def test_the_run_stays_running_until_ranked_and_evaluated(tmp_path, monkeypatch,
     client = mlflow.MlflowClient(uri)
     (done,) = client.search_runs([client.get_experiment_by_name("enterprise").experiment_id])
     assert done.info.status == "FINISHED" and "attack/raw/ap" in done.data.metrics
+
+
+def test_only_finite_metrics_are_logged(tmp_path, restore_uri):
+    """Tracker.log logs the finite metrics (its docstring, docs/outputs.md); an infinite value was
+    logged as if it were one, since only NaN and None were left out."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run = tracker(uri)
+    run.start("metrics")
+    run.log({"finite": 0.5, "nan": float("nan"), "inf": float("inf"), "minus_inf": float("-inf"), "none": None}, [])
+    run.end()
+    assert mlflow.MlflowClient(uri).get_run(run.run_id).data.metrics == {"finite": 0.5}
