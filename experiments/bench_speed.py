@@ -55,10 +55,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from omegaconf import DictConfig
+from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
@@ -197,22 +194,16 @@ def instrument() -> None:
 # ----------------------------------------------------------------------------- worker
 
 
-def _config(overrides: list[str]) -> DictConfig:
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
-        return compose("train", overrides=["logger=none", *overrides])
-
-
 def run_model(case: str, model_name: str, profile_dir: Path | None = None, extra: list[str] = (),
               data: list[str] | None = None) -> dict[str, Any]:
     """One end-to-end run (load, fit, rank, eval, write) of one model on one case."""
     from omegaconf import OmegaConf
 
+    from ablations import config  # experiments/, next to this script
     from car.eval.metrics import evaluate_alerts
     from car.pipeline import build_model, configure, load_inputs, write_outputs
 
-    cfg = _config([*(data if data is not None else data_overrides(case)), f"model={model_name}", *extra])
+    cfg = config([*(data if data is not None else data_overrides(case)), f"model={model_name}", *extra])
     configure(cfg.seed, cfg.threads)
     model = build_model(cfg.model)
     trainer = {**OmegaConf.to_container(cfg.trainer, resolve=True), "logger": False, "enable_progress_bar": False}
