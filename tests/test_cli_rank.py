@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from pandas.api.types import is_numeric_dtype
 
@@ -128,6 +129,12 @@ def _edit_manifest(model: Path, change) -> None:
     (model / MANIFEST).write_text(json.dumps(manifest))
 
 
+def _edit_tensors(model: Path, change) -> None:
+    tensors = torch.load(model / TENSORS, weights_only=True)
+    change(tensors)
+    torch.save(tensors, model / TENSORS)
+
+
 DAMAGE = {  # how a copy of the saved model is spoilt, and what the error says
     "missing folder": (shutil.rmtree, "no such folder"),
     "no manifest": (lambda m: (m / MANIFEST).unlink(), f"no {MANIFEST}"),
@@ -139,6 +146,17 @@ DAMAGE = {  # how a copy of the saved model is spoilt, and what the error says
     "tensors cut": (lambda m: (m / TENSORS).write_bytes((m / TENSORS).read_bytes()[:1000]), "not a readable tensor file"),
     "loader not an object": (lambda m: _edit_manifest(m, lambda d: d.update(loader=[1])),
                              "do not fit together (its loader is a JSON list, not an object)"),
+    "manifest nested too deep": (lambda m: (m / MANIFEST).write_text("[" * 100_000), "not readable JSON"),
+    "vocabulary value twice": (lambda m: _edit_manifest(m, lambda d: d["vocab"]["type"].append(d["vocab"]["type"][0])),
+                               "do not fit together (the vocabulary of type holds a value twice or one that is no text)"),
+    "vocabulary of numbers": (lambda m: _edit_manifest(m, lambda d: d["vocab"].update(user=list(range(len(d["vocab"]["user"]))))),
+                              "do not fit together (the vocabulary of user holds a value twice or one that is no text)"),
+    "codes as floats": (lambda m: _edit_tensors(m, lambda t: t.update({"counted.tuples": t["counted.tuples"].double()})),
+                        "do not fit together (counted.tuples holds float64, not whole-number codes)"),
+    "codes per alert 2-D": (lambda m: _edit_tensors(m, lambda t: t.update({"counted.tuple_of": t["counted.tuple_of"][:, None]})),
+                            "do not fit together (expected"),
+    "time not a number": (lambda m: _edit_tensors(m, lambda t: t["counted.times"].__setitem__(0, float("nan"))),
+                          "do not fit together (counted.times holds times that are not finite)"),
 }
 
 

@@ -302,7 +302,7 @@ def _read_manifest(path: Path) -> dict[str, Any]:
         manifest = json.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataError(f"{path}: no {MANIFEST}, so not a saved CAR model; {REFIT}") from None
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RecursionError) as err:  # RecursionError: arrays nested too deep
         raise DataError(f"{file}: not readable JSON ({error_line(err)}); {REFIT}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise DataError(f"{file}: not a CAR model manifest (no \"format\": \"{FORMAT}\"); {REFIT}")
@@ -323,12 +323,21 @@ def _read_tensors(file: Path) -> dict[str, torch.Tensor]:
 
 
 def _check_counted(counted: CountedAlerts, alerts: int, distinct: int) -> None:
-    """A ValueError when the counted alerts disagree with the manifest (sizes, code ranges)."""
-    tuples, tuple_of = counted.tuples, counted.tuple_of
+    """A ValueError when the counted alerts disagree with the manifest (vocabularies, sizes,
+    types, code ranges, times)."""
+    for col, values in counted.vocab.items():
+        if not values.is_unique or not all(isinstance(v, str) for v in values):
+            raise ValueError(f"the vocabulary of {col} holds a value twice or one that is no text")
+    tuples, tuple_of, times = counted.tuples, counted.tuple_of, counted.times
     sizes = np.array([len(v) for v in counted.vocab.values()])
-    if tuples.shape != (distinct, len(sizes)) or len(tuple_of) != alerts or len(counted.times) != alerts:
+    if tuples.shape != (distinct, len(sizes)) or tuple_of.shape != (alerts,) or times.shape != (alerts,):
         raise ValueError(f"expected {alerts} alerts, {distinct} tuples of {len(sizes)} columns; found "
-                         f"{len(tuple_of)} alerts, tuples {tuple(tuples.shape)}")
+                         f"tuple_of {tuple(tuple_of.shape)}, tuples {tuple(tuples.shape)}, times {tuple(times.shape)}")
+    for name, codes in (("tuples", tuples), ("tuple_of", tuple_of)):
+        if not np.issubdtype(codes.dtype, np.integer):
+            raise ValueError(f"counted.{name} holds {codes.dtype}, not whole-number codes")
     if ((tuples < 0) | (tuples >= sizes)).any() or ((tuple_of < 0) | (tuple_of >= len(tuples))).any():
         raise ValueError("codes outside the vocabularies")
+    if not np.isfinite(times).all():
+        raise ValueError("counted.times holds times that are not finite")
 
