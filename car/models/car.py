@@ -157,8 +157,14 @@ def check_checkpoint(path: str, module: CARModule) -> None:
         reason = error_line(err)[:200]
         raise DataError(f"{where}: not a readable checkpoint ({reason}); {fix}") from None
     state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
-    if not isinstance(state, dict) or "nce_noise_state" not in checkpoint:
+    if not isinstance(state, dict):
         raise DataError(f"{where}: not a checkpoint of a CAR fit; {fix}")
+    missing = [key for key in ("optimizer_states", "loops", "nce_noise_state") if key not in checkpoint]
+    if missing:  # e.g. a checkpoint saved with weights only: Lightning would stop with a KeyError
+        raise DataError(f"{where}: not a checkpoint of a CAR fit that can resume (no {', '.join(missing)}); {fix}")
+    noise = checkpoint["nce_noise_state"]
+    if not isinstance(noise, torch.Tensor) or noise.dtype != torch.uint8:
+        raise DataError(f"{where}: not a checkpoint of a CAR fit (its nce_noise_state is no generator state); {fix}")
     mine = module.state_dict()
     if set(state) != set(mine) or any(getattr(state[k], "shape", None) != mine[k].shape for k in mine):
         raise DataError(f"{where}: written by a fit on other alerts or with other model options (its parameters "

@@ -281,6 +281,25 @@ def test_fit_interrupted_and_resumed_from_checkpoint_ranks_like_an_uninterrupted
                                            trainer={"max_epochs": 4, "ckpt_path": str(checkpoint)})
 
 
+@pytest.mark.parametrize("spoil", [
+    lambda c: [c.pop(k) for k in ("optimizer_states", "lr_schedulers", "loops")],  # save_weights_only=True
+    lambda c: c.update(nce_noise_state=torch.zeros(3)),  # not the noise generator's byte state
+], ids=["weights only", "noise state not bytes"])
+def test_a_checkpoint_that_cannot_resume_the_fit_is_one_line_error(tmp_path, spoil):
+    """Lightning stopped with a traceback (KeyError, TypeError) on each of these."""
+    table = load_alerts({"format": "enterprise_sim", "n_alerts": 2000, "seed": 1}, None).unlabeled()
+    model_from_config("model=car").fit(
+        table, trainer={"max_epochs": 1, "enable_checkpointing": True, "default_root_dir": str(tmp_path)})
+    (checkpoint,) = tmp_path.rglob("*.ckpt")
+    content = torch.load(checkpoint, weights_only=True)
+    spoil(content)
+    torch.save(content, checkpoint)
+    with pytest.raises(DataError) as err:
+        model_from_config("model=car").fit(table, trainer={"max_epochs": 2, "ckpt_path": str(checkpoint)})
+    assert f"trainer.ckpt_path={checkpoint}: not a checkpoint of a CAR fit" in str(err.value), str(err.value)
+    assert "\n" not in str(err.value)
+
+
 def test_fit_resumed_with_max_steps_set_ranks_like_an_uninterrupted_fit(tmp_path):
     """trainer.max_steps (set by default) made Lightning re-enter the checkpoint's epoch: one extra
     step on its first slice, then one epoch less."""
