@@ -155,6 +155,9 @@ DAMAGE = {  # how a copy of the saved model is spoilt, and what the error says
                         "do not fit together (counted.tuples holds float64, not whole-number codes)"),
     "codes per alert 2-D": (lambda m: _edit_tensors(m, lambda t: t.update({"counted.tuple_of": t["counted.tuple_of"][:, None]})),
                             "do not fit together (expected"),
+    "parameters NaN": (lambda m: _edit_tensors(m, lambda t: [v.fill_(float("nan")) for k, v in t.items()
+                                                             if k.startswith("module.") and v.is_floating_point()]),
+                       "do not fit together (its parameters hold NaN)"),
     "time not a number": (lambda m: _edit_tensors(m, lambda t: t["counted.times"].__setitem__(0, float("nan"))),
                           "do not fit together (counted.times holds times that are not finite)"),
 }

@@ -237,8 +237,10 @@ class SavedModel:
             car = CAR(**manifest["options"], tuple_batch=manifest["tuple_batch"], name=manifest["name"])
             car.module = CARModule(manifest["module"]["n_symbols"], manifest["module"]["cardinalities"],
                                    **manifest["options"])
-            car.module.load_state_dict({k.removeprefix("module."): v for k, v in tensors.items()
-                                        if k.startswith("module.")})
+            parameters = {k.removeprefix("module."): v for k, v in tensors.items() if k.startswith("module.")}
+            if any(v.isnan().any() for v in parameters.values()):  # NaN only: -inf is a log-probability of 0
+                raise ValueError("its parameters hold NaN")
+            car.module.load_state_dict(parameters)
             car.module.eval()
             vocab = {col: pd.Index(manifest["vocab"][col]) for col in manifest["columns"]}
             counted = CountedAlerts(vocab, *(tensors[f"counted.{k}"].numpy() for k in ("tuples", "tuple_of", "times")))
