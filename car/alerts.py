@@ -18,13 +18,14 @@ reason, so that ``len(alerts) + len(rejected)`` always equals the number of inpu
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from car.errors import DataError
 
-__all__ = ["AlertTable", "DataError", "build_alert_table", "parse_times"]
+__all__ = ["AlertTable", "DataError", "build_alert_table", "parse_times", "require_alerts"]
 
 MISSING = "(missing)"
 REJECTED_COLUMNS = ["alert_id", "source", "reason", "raw"]
@@ -127,7 +128,8 @@ def build_alert_table(
     pass those in ``rejected`` and the ids of the remaining ones). ``lines`` gives each
     row's line number in ``source`` (default: row position + 2, after a header line).
     Rows with an unparsable time or an empty entity or type are rejected with a reason;
-    missing attribute values become ``"(missing)"``.
+    missing attribute values become ``"(missing)"``. A table of no usable rows is returned
+    (`require_alerts` refuses it).
     """
     name = source.rsplit("/", 1)[-1]
     missing = [c for c in {time, entity, type, *attributes} if c not in raw.columns]
@@ -165,10 +167,17 @@ def build_alert_table(
     )
     if n_input is not None and table.n_input != n_input:
         raise AssertionError(f"{name}: {table.n_input} rows accounted for, {n_input} read")
+    return table
+
+
+def require_alerts(table: AlertTable) -> AlertTable:
+    """``table``, or a DataError if none of its rows is usable: the first rejection and its fix.
+    Checked on a whole input, so that a file of a folder whose rows are all rejected only adds them."""
     if len(table) == 0:
         first = table.rejected["reason"].iloc[0] if len(table.rejected) else "file has no rows"
         raise DataError(
-            f"{name}: no usable alerts ({len(table.rejected)} rejected, first reason: {first}); {_fix(first)}"
+            f"{Path(table.source).name}: no usable alerts ({len(table.rejected)} rejected, first reason: {first}); "
+            f"{_fix(first)}"
         )
     return table
 

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from car.alerts import AlertTable, DataError
+from car.alerts import AlertTable, DataError, require_alerts
 from car.data.files import input_files
 
 # format -> ("module:function", file patterns of a folder; none = the path is passed as is)
@@ -58,10 +58,10 @@ def _load(cfg: Mapping[str, Any], path: str | PathLike | None) -> AlertTable:
         raise DataError(f"data.path={path!r} must be a file or folder path; fix it with data.path=<path>")
     patterns = FORMATS[fmt][1]
     if not patterns:
-        return load(None if path is None else str(path), **options)
+        return require_alerts(load(None if path is None else str(path), **options))
     folder = _existing(path, fmt)
     tables = [load(str(f), **options) for f in input_files(folder, patterns)]
-    return concat_tables(tables, str(path)) if folder.is_dir() else tables[0]
+    return require_alerts(concat_tables(tables, str(path)) if folder.is_dir() else tables[0])
 
 
 def loader(fmt: str) -> Callable[..., AlertTable]:

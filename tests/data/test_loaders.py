@@ -302,6 +302,21 @@ def test_folder_loads_files_as_one_table(tmp_path):
     assert table.source == str(tmp_path)
 
 
+def test_folder_file_whose_rows_are_all_rejected_does_not_stop_the_others(tmp_path):
+    """A rotated eve.json of only flow and stats events has no alerts; its lines are rejected and
+    the folder's other files are ranked (it stopped the whole load with 'no usable alerts')."""
+    alert = {"timestamp": "2024-05-01T08:00:00Z", "event_type": "alert", "dest_ip": "10.0.0.5",
+             "alert": {"signature": "ET SCAN"}}
+    write(tmp_path / "eve.1.json", json.dumps(alert) + "\n")
+    write(tmp_path / "eve.2.json", json.dumps({**alert, "event_type": "flow"}) + "\n" + '{"event_type": "stats"}\n')
+    table = load_alerts({"format": "suricata"}, tmp_path)
+    assert_accounted(table, 3)
+    assert table.rejected["source"].tolist() == ["eve.2.json:1", "eve.2.json:2"]
+    write(tmp_path / "eve.1.json", json.dumps({**alert, "event_type": "dns"}) + "\n")
+    with pytest.raises(DataError, match=rf"^{tmp_path.name}: no usable alerts \(3 rejected, first reason: not an alert"):
+        load_alerts({"format": "suricata"}, tmp_path)
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
