@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import io
 import logging
@@ -19,7 +20,8 @@ CHUNK_BYTES = 16 << 20  # read this much at a time, reporting progress in betwee
 
 
 def read_bytes(path: str | Path) -> bytes:
-    """The file's bytes, gunzipped when it is gzip (by suffix ``.gz`` or content).
+    """The file's bytes, gunzipped when it is gzip (by suffix ``.gz`` or content); UTF-16 text
+    with a byte order mark (Excel's "Unicode text", Windows PowerShell's ``>``) as UTF-8.
 
     Read in chunks of ``CHUNK_BYTES``, logging progress (bytes, lines) on a long read.
     """
@@ -29,9 +31,9 @@ def read_bytes(path: str | Path) -> bytes:
             gzipped = path.suffix == ".gz" or raw.read(2) == GZIP_MAGIC
             raw.seek(0)
             if not gzipped:
-                return _read_chunks(raw, raw, path.name)
+                return _utf8(_read_chunks(raw, raw, path.name), path.name)
             try:
-                return _read_chunks(gzip.GzipFile(fileobj=raw), raw, path.name)
+                return _utf8(_read_chunks(gzip.GzipFile(fileobj=raw), raw, path.name), path.name)
             except (EOFError, gzip.BadGzipFile, zlib.error) as err:
                 raise DataError(
                     f"{path.name}: truncated or corrupt gzip ({err}); download or compress the file again"
@@ -52,6 +54,14 @@ def _read_chunks(stream: BinaryIO, raw: BinaryIO, name: str) -> bytes:
             lines += chunk.count(b"\n")
             progress.update(raw.tell(), f"{lines:,} lines")
     return out.getvalue()
+
+
+def _utf8(data: bytes, name: str) -> bytes:
+    """``data`` re-encoded as UTF-8 when it starts with a UTF-16 byte order mark, else as it is."""
+    if not data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return data
+    log.info("%s: UTF-16 text (byte order mark %s), read as UTF-8", name, data[:2].hex(" ").upper())
+    return data.decode("utf-16", errors="replace").encode("utf-8")
 
 
 def decode(data: bytes, name: str) -> str:

@@ -198,6 +198,21 @@ def test_bytes_that_are_not_utf8_are_replaced_with_a_warning(tmp_path, caplog):
     assert "latin1.json: bytes that are not UTF-8" in caplog.text
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
+def test_utf16_text_with_a_byte_order_mark_is_read(tmp_path, encoding):
+    """Excel's 'Unicode text' export and Windows PowerShell's `>` write UTF-16 with a byte order
+    mark; it was read byte by byte as U+FFFD and NULs (missing columns 'present: ??t i m e')."""
+    bom = "\ufeff" if encoding == "utf-16-be" else ""  # the utf-16 codec writes its own BOM
+    text = "time\tentity\ttype\r\n1700000000\tcaf\u00e9\ta\r\n1700000001\th\r\n"
+    table = load_alerts({**CSV, "delimiter": "tab"}, write(tmp_path / "excel.txt.csv", (bom + text).encode(encoding)))
+    assert_accounted(table, 2)
+    assert table.alerts["entity"].tolist() == ["caf\u00e9"]
+    assert table.rejected["source"].tolist() == ["excel.txt.csv:3"]
+    lines = (bom + wazuh_line() + "\r\n" + wazuh_line(agent={"name": "\u00e9"}) + "\r\n").encode(encoding)
+    table = load_alerts({"format": "wazuh"}, write(tmp_path / "alerts.json", lines))
+    assert table.alerts["entity"].tolist() == ["web-1", "\u00e9"]
+
+
 def test_times_seconds_milliseconds_iso_and_bad_ones(tmp_path):
     base = pd.Timestamp(1_700_000_000, unit="s", tz="UTC")
     cases = [  # (time cell, parsed time or None = rejected)
