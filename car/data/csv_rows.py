@@ -172,7 +172,8 @@ def _slow(data: bytes, source: str, delimiter: str) -> CsvRows:
                 if not row or (len(row) == 1 and not row[0].strip()):
                     continue
                 if header is None:
-                    raw, header = row, _unique(row)
+                    raw = [name.strip() for name in row]
+                    header = _unique(raw)
                 elif len(row) == len(header):
                     parsed.keep(parsed.n_input, start)
                     records.append(row)
@@ -212,11 +213,11 @@ class _CountedLines:
 
 
 def _header(raw: bytes, delimiter: str) -> list[str] | None:
-    """Header fields as written; None if csv cannot read the line (e.g. bare CR line ends: then
-    the numpy bounds are wrong)."""
+    """Header fields, trimmed as values are; None if csv cannot read the line (e.g. bare CR line
+    ends: then the numpy bounds are wrong)."""
     text = raw.decode("utf-8-sig", errors="replace").rstrip("\r")
     try:
-        return next(csv.reader([text], delimiter=delimiter))
+        return [name.strip() for name in next(csv.reader([text], delimiter=delimiter))]
     except csv.Error:
         return None
 

@@ -265,6 +265,18 @@ def test_missing_values(tmp_path):
     assert table.rejected["raw"].iloc[0] == "1700000002,,a,bob,x"
 
 
+@pytest.mark.parametrize("note", ["ok", '5" disk'], ids=["pandas", "csv-module"])  # an odd quote: the csv module reads
+def test_header_names_are_trimmed_as_values_are(tmp_path, note):
+    """'ts, host, rule' (a space after each comma) named columns ' host' and ' rule', so
+    data.columns.entity=host stopped with 'missing column(s) host, rule'."""
+    text = f"ts, host, rule , note\n1700000000, ws-1, scan, {note}\n"
+    cfg = {**CSV, "columns": {"time": "ts", "entity": "host", "type": "rule"}, "attributes": ["note"]}
+    table = load_alerts(cfg, write(tmp_path / "spaced.csv", text))
+    assert table.alerts[["entity", "type", "note"]].values.tolist() == [["ws-1", "scan", note]]
+    with pytest.raises(DataError, match="column 'host' appears more than once"):
+        load_alerts(cfg, write(tmp_path / "twice.csv", text.replace("note", "host ", 1)))
+
+
 def test_wrong_field_counts_and_blank_lines(tmp_path):
     text = HEADER + GOOD + "\n" + "1700000001,h\n" + "1700000002,h,a,extra\n" + "  \n" + GOOD + "1700000003\n"
     table = load_alerts(CSV, write(tmp_path / "f.csv", text))
