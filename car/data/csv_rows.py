@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 
@@ -133,21 +134,24 @@ def _field_counts(text: str, delimiter: str) -> list[int]:
 def _pandas(
     data: bytes, rec: _Records, keep: np.ndarray, header: list[str], delimiter: str, name: str
 ) -> pd.DataFrame | None:
-    """The records ``keep`` (header first) read by pandas' C parser, or None if it fails."""
+    """The records ``keep`` (header first) read by pandas' C parser, or None if it fails or finds
+    other field counts (a quote in mid-field, e.g. after a space, quotes nothing to pandas)."""
     if len(keep) < np.count_nonzero(~rec.blank):
         b = np.frombuffer(data, dtype=np.uint8)
         mask = np.zeros(len(rec.starts), dtype=bool)
         mask[keep] = True
         data = b[np.repeat(mask, np.diff(np.concatenate([rec.starts, [len(b)]])))].tobytes()
     try:
-        with Progress(f"parsing {name}", len(data), "bytes", announce=len(data) >= ANNOUNCE_BYTES) as progress:
+        with (Progress(f"parsing {name}", len(data), "bytes", announce=len(data) >= ANNOUNCE_BYTES) as progress,
+              warnings.catch_warnings()):
+            warnings.simplefilter("error", pd.errors.ParserWarning)  # more fields than names: it drops them
             frame = pd.read_csv(
                 io.BytesIO(data), sep=delimiter, dtype=str, keep_default_na=False, index_col=False,
                 encoding="utf-8-sig", encoding_errors="replace", header=0, names=header,
             )
             progress.update(len(data), f"{len(frame):,} rows")
         return frame
-    except pd.errors.ParserError:
+    except (pd.errors.ParserError, pd.errors.ParserWarning):
         return None
 
 

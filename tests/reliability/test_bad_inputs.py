@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import warnings
 
 import pandas as pd
 import pytest
@@ -285,6 +286,18 @@ def test_wrong_field_counts_and_blank_lines(tmp_path):
     assert dict(zip(table.rejected["source"], table.rejected["reason"])) == {
         "f.csv:4": "expected 3 fields, found 2", "f.csv:5": "expected 3 fields, found 4", "f.csv:8": "expected 3 fields, found 1",
     }
+
+
+def test_quote_after_a_space_is_no_quoted_field(tmp_path):
+    """In 'h, "a, b"' the quote does not open the field (it is not its first character), so the
+    row has 4 fields and is rejected. The numpy bounds counted 3 and pandas, reading 4, dropped the
+    last one with a ParserWarning ('loss of data'): the row was ranked with type '"a'."""
+    text = HEADER + '1700000000,h, "a, b"\n' + GOOD
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = load_alerts(CSV, write(tmp_path / "spaced_quote.csv", text))
+    assert_accounted(table, 2)
+    assert table.rejected[["source", "reason"]].values.tolist() == [["spaced_quote.csv:2", "expected 3 fields, found 4"]]
 
 
 def test_bare_carriage_return_line_ends(tmp_path):
