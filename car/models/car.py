@@ -131,13 +131,17 @@ def check_options(groups: Mapping[str, Mapping]) -> None:
 
 def _trainer(options: dict[str, Any]) -> L.Trainer:
     """A Lightning Trainer; options it refuses are a one-line ConfigError naming trainer.*."""
-    for key in ("max_epochs", "max_steps", "min_epochs", "min_steps", "log_every_n_steps"):
+    lowest = {"max_epochs": -1, "max_steps": -1, "min_epochs": -1, "min_steps": -1, "log_every_n_steps": -1,
+              "accumulate_grad_batches": 1}
+    for key, low in lowest.items():
         value = options.get(key)  # Lightning checks some of these only once the fit runs
-        if value is not None and (_whole(-1)(value) is not None):
-            raise ConfigError(f"trainer.{key}={value!r}: use a whole number >= -1 (conf/trainer/cpu.yaml)")
+        want = None if value is None else _whole(low)(value)
+        if want is not None:
+            raise ConfigError(f"trainer.{key}={value!r}: use {want} (conf/trainer/cpu.yaml)")
     try:
         return L.Trainer(**options)
-    except (TypeError, ValueError, AssertionError, MisconfigurationException) as err:
+    except (TypeError, ValueError, AssertionError, ImportError, MisconfigurationException) as err:
+        # ImportError: an accelerator or strategy whose package is not installed (tpu: torch_xla)
         reason = error_line(err).rstrip(".")
         raise ConfigError(f"trainer: {reason}; fix the trainer.* override (conf/trainer/cpu.yaml lists the options)"
                           ) from None

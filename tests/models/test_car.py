@@ -250,6 +250,8 @@ def test_unknown_model_option_is_a_one_line_config_error():
     ({"max_steps": -5}, "trainer.max_steps=-5: use a whole number >= -1"),  # Lightning's traceback before
     ({"accelerator": "quantum"}, "trainer: You selected an invalid accelerator name"),
     ({"foo": 1}, "trainer: Trainer.__init__() got an unexpected keyword argument 'foo'; fix the trainer.* override"),
+    ({"accelerator": "tpu"}, "trainer: Requirement 'torch_xla"),  # a ModuleNotFoundError traceback before
+    ({"accumulate_grad_batches": 0}, "trainer.accumulate_grad_batches=0: use a whole number >= 1"),  # ZeroDivisionError in fit
 ])
 def test_trainer_options_lightning_refuses_are_one_line_config_errors(sim, trainer, message):
     with pytest.raises(ConfigError) as err:
