@@ -210,7 +210,11 @@ def _fix(reason: str) -> str:
             "check data.columns.time and data.time_unit (auto, s, ms or iso; epoch times must fall "
             f"in {_TIME_MIN.year}..{_TIME_MAX.year})"
         )
-    return "check the file and the data.* column settings"
+    if reason.startswith(("invalid JSON", "not a JSON object")):
+        return "the file must hold one JSON object a line: a JSON array becomes that with jq -c '.[]'; check data.format"
+    if reason.startswith("not an alert event"):
+        return "the file has no alert events (event_type alert), only other Suricata events; check data.path"
+    return "check the file and data.columns"
 
 
 def _text(col: pd.Series) -> pd.Series:

@@ -86,7 +86,14 @@ _CUT = _GZ[: len(_GZ) // 2]
         ("s_as_ms.csv", HEADER + "1700000000,h,a\n", {**CSV, "time_unit": "ms"}, ["s_as_ms.csv: no usable alerts", "1990..2100"]),
         ("short.csv", HEADER + "1700000000,h\n", CSV, ["short.csv: no usable alerts", "expected 3 fields, found 2"]),
         ("typo.json", wazuh_line(), {"format": "wazuh", "columns": {"entity": "agent.nme"}},
-         ["typo.json: no usable alerts", "empty entity column 'agent.nme'", "data.* column settings"]),
+         ["typo.json: no usable alerts", "empty entity column 'agent.nme'", "check the file and data.columns"]),
+        # a JSON array (pretty-printed, or on one line) where one object a line is read; only flow events
+        ("pretty.json", json.dumps([WAZUH_OK], indent=2), {"format": "wazuh"},
+         ["pretty.json: no usable alerts (12 rejected, first reason: invalid JSON", "one JSON object a line",
+          "jq -c '.[]'"]),
+        ("array.json", json.dumps([WAZUH_OK]), {"format": "wazuh"}, ["not a JSON object (list)", "jq -c '.[]'"]),
+        ("flows.json", '{"event_type": "flow"}\n{"event_type": "stats"}\n', {"format": "suricata"},
+         ["flows.json: no usable alerts (2 rejected", "no alert events (event_type alert)", "data.path"]),
         # a quote never closed would swallow the rest of the file into one field
         ("quote.csv", HEADER + GOOD + '1700000001,h,"scan\n' + GOOD * 50, CSV,
          ["quote.csv:3: a quoted field opened in this record is never closed", "close the quote"]),
