@@ -187,6 +187,7 @@ def test_missing_input_is_a_one_line_error(trained, tmp_path, capsys):
 @pytest.mark.parametrize(("text", "expected"), [
     ("time,host,type\n", "header only, no data rows; check --input names the complete export"),
     ("time,host,type\n1709546400,h1,a\n", "missing column(s) detector, dst_ip"),
+    ('{"timestamp": 1709546400}\n' * 2, "the model reads csv input (data=csv of its training run)"),  # other format
 ])
 def test_input_errors_name_car_rank_options(trained, tmp_path, capsys, text, expected):
     """The loaders' messages name train.py's data.path and data.<option>; `car rank` says --input

@@ -167,11 +167,15 @@ class SavedModel:
 
     def read(self, path: str | Path, overrides: Sequence[str] = ()) -> AlertTable:
         """New alerts from a file or folder in the format of the fitted input. Errors name
-        ``car rank``'s options: ``--input`` for the path, ``--data <key>`` for loader options."""
+        ``car rank``'s options (``--input`` for the path, ``--data <key>`` for loader options)
+        and the format the model reads."""
+        config = self.input_config(overrides)
         try:
-            return load_alerts(self.input_config(overrides), path, option="--input")
+            return load_alerts(config, path, option="--input")
         except DataError as err:
-            raise DataError(LOADER_OPTION.sub(r"--data \1", str(err))) from None
+            message = LOADER_OPTION.sub(r"--data \1", str(err))
+            fitted = f"the model reads {config.get('format')} input (data={self.loader.get('format')} of its training run)"
+            raise DataError(f"{message}; {fitted}") from None
 
     def rank(self, alerts: AlertTable) -> OnlineRanking:
         """Rank ``alerts`` online (module doc). This model is unchanged; the result holds the grown one."""
