@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,7 @@ import pandas as pd
 from car.alerts import AlertTable, DataError
 from car.data.csv_rows import read_csv_rows
 from car.data.files import read_bytes
+from car.data.json_records import field_text
 from car.data.schema import Field, Parsed, attribute_options, build, column_options, field_sources
 from car.progress import ANNOUNCE_BYTES, Progress
 
@@ -57,6 +59,8 @@ def load_parquet(
     """Alerts from a Parquet file; a datetime time column is used as is (time_unit ignored)."""
     cols, attrs = column_options(columns, DEFAULT_COLUMNS), attribute_options(attributes)
     frame = _read_parquet(Path(path)).reset_index(drop=True)
+    for column in frame.columns[frame.dtypes == object]:  # text columns are str; these hold lists, structs, bytes
+        frame[column] = frame[column].map(_cell_text)
     parsed = Parsed(str(path), ids=list(range(len(frame))), places=[f"row {i}" for i in range(len(frame))])
     require_columns(frame, cols, attrs, labels, parsed.name)
     for column in field_sources(cols["time"]):
@@ -160,6 +164,16 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     if len(frame) == 0:
         raise DataError(f"{path.name}: no rows; check the file")
     return frame
+
+
+def _cell_text(value: Any) -> Any:
+    """A Parquet list, struct or binary value as text, as the JSON formats write it (lists joined
+    with ``|``, structs as compact JSON, bytes as UTF-8); other values as they are."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    return field_text(value) if isinstance(value, list | dict) else value
 
 
 def _iso(values: pd.Series) -> pd.Series:

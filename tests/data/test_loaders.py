@@ -383,6 +383,17 @@ def test_parquet_row_with_a_null_entity_is_rejected_not_a_crash(tmp_path):
     assert table.rejected[["alert_id", "reason", "raw"]].values.tolist() == [[1, "empty entity column 'entity'", "1700000060,,b,u"]]
 
 
+def test_parquet_lists_structs_and_binary_are_text_as_in_the_json_formats(tmp_path):
+    """A list<string> column (rule groups), a struct and binary bytes: TypeError (unhashable
+    numpy.ndarray, dict) and UnicodeDecodeError tracebacks before."""
+    path = tmp_path / "nested.parquet"
+    pd.DataFrame({"time": [1_700_000_000, 1_700_000_060], "entity": [b"h\xff", b"h2"], "type": ["a", "b"],
+                  "groups": [["syslog", "sshd"], []], "geo": [{"cc": "AT", "asn": "64500"}, None]}).to_parquet(path)
+    table = load_alerts({"format": "parquet", "attributes": ["groups", "geo"]}, str(path))
+    assert table.alerts[["entity", "groups", "geo"]].values.tolist() == [
+        ["h\ufffd", "syslog|sshd", '{"cc":"AT","asn":"64500"}'], ["h2", "(missing)", "(missing)"]]
+
+
 # --- configs -------------------------------------------------------------------------------
 
 
