@@ -76,7 +76,7 @@ def parse_times(values: pd.Series, unit: str = "auto") -> pd.Series:
     """Parse times to UTC timestamps; unparsable or out-of-range values become NaT.
 
     ``unit``: ``"auto"`` (numbers above 1e11 are milliseconds, else seconds; text is ISO
-    8601), ``"s"``, ``"ms"`` or ``"iso"``.
+    8601), ``"s"``, ``"ms"`` or ``"iso"``. Numbers are read to the microsecond.
     """
     if unit not in {"auto", "s", "ms", "iso"}:
         raise DataError(f"data.time_unit={unit!r} is not known; use auto, s, ms or iso")
@@ -87,12 +87,14 @@ def parse_times(values: pd.Series, unit: str = "auto") -> pd.Series:
         if is_num.any():
             num = numeric[is_num].astype("float64")
             if unit == "auto":
-                scale = np.where(num.abs() > 1e11, 1e6, 1e9)
+                scale = np.where(num.abs() > 1e11, 1e3, 1e6)
             else:
-                scale = 1e6 if unit == "ms" else 1e9
-            ns = num * scale
-            ok = ns.abs() < 9e18
-            out[is_num[is_num].index[ok]] = pd.to_datetime(ns[ok].astype("int64"), utc=True)
+                scale = 1e3 if unit == "ms" else 1e6
+            # Whole microseconds: exact in float64 for these times, where nanoseconds are not
+            # (1700000000001 ms was 20.000999936 s past the minute).
+            us = (num * scale).round()
+            ok = us.abs() < 9e15
+            out[is_num[is_num].index[ok]] = pd.to_datetime(us[ok].astype("int64") * 1000, utc=True)
         text = values[~is_num]
     else:
         text = values

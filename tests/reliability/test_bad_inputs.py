@@ -227,6 +227,10 @@ def test_times_seconds_milliseconds_iso_and_bad_ones(tmp_path):
         ("1700000000", base),
         ("1700000000000", base),  # above 1e11: milliseconds
         ("1700000000.5", base + pd.Timedelta(milliseconds=500)),
+        # exact to the microsecond (were 1 ns under it: written as ...00.000999Z and ...00.122999Z)
+        ("1700000000001", base + pd.Timedelta(milliseconds=1)),
+        ("1700000000.123", base + pd.Timedelta(milliseconds=123)),
+        ("1700000000.000002", base + pd.Timedelta(microseconds=2)),
         ("1.7e9", base),
         ("2023-11-14T22:13:20Z", base),
         ("2023-11-14T23:13:20+01:00", base),
