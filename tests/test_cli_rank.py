@@ -177,6 +177,17 @@ def test_bad_model_folder_is_a_one_line_error_with_exit_code_2(trained, tmp_path
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(("given", "expected"), [
+    ("", "a training run's output folder; give its saved model, --model {run}/model"),  # said: re-run train.py
+    ("model/tensors.pt", "a file, not a folder; a saved model is the model/ folder"),  # said: no such folder
+])
+def test_model_option_naming_the_run_folder_or_a_file_says_which_folder(trained, tmp_path, capsys, given, expected):
+    folder, run_dir, _ = trained
+    code = main(["rank", "--model", str(run_dir / given), "--input", str(folder / "part2.csv"), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and expected.format(run=run_dir) in err and err.count("\n") == 1, err
+
+
 def test_missing_input_is_a_one_line_error(trained, tmp_path, capsys):
     _, run_dir, _ = trained
     code = main(["rank", "--model", str(run_dir / "model"), "--input", str(tmp_path / "nope.csv"), "--out", str(tmp_path)])

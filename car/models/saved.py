@@ -303,10 +303,14 @@ def already_counted(counted: CountedAlerts, codes: np.ndarray, times: np.ndarray
 def _read_manifest(path: Path) -> dict[str, Any]:
     file = path / MANIFEST
     if not path.is_dir():
-        raise DataError(f"{path}: no such folder; a saved model is the model/ folder of a training run's output folder")
+        what = "a file, not a folder" if path.exists() else "no such folder"
+        raise DataError(f"{path}: {what}; a saved model is the model/ folder of a training run's output folder")
     try:
         manifest = json.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
+        if (path / "model" / MANIFEST).is_file():
+            raise DataError(f"{path}: a training run's output folder; give its saved model, --model {path / 'model'}"
+                            ) from None
         raise DataError(f"{path}: no {MANIFEST}, so not a saved CAR model; {REFIT}") from None
     except (OSError, ValueError, RecursionError) as err:  # RecursionError: arrays nested too deep
         raise DataError(f"{file}: not readable JSON ({error_line(err)}); {REFIT}") from None
