@@ -80,11 +80,16 @@ def require_columns(
     delimiter: str | None = None,
     repeated: frozenset[str] = frozenset(),
 ) -> None:
-    """Raise DataError naming the input columns the options need but the file lacks, or one that
-    its header holds more than once (``repeated``): which copy is meant cannot be told."""
-    needed = [f for spec in columns.values() for f in field_sources(spec)]
-    needed += [f for spec in attributes.values() for f in field_sources(spec)]
-    needed += [_label_spec(k, s)[0] for k, s in (labels or {}).items()]
+    """Raise DataError naming the input columns the options need but the file lacks, one that
+    its header holds more than once (``repeated``): which copy is meant cannot be told, or a
+    label column that the model would read."""
+    inputs = [f for spec in columns.values() for f in field_sources(spec)]
+    inputs += [f for spec in attributes.values() for f in field_sources(spec)]
+    label_sources = [_label_spec(k, s)[0] for k, s in (labels or {}).items()]
+    needed = inputs + label_sources
+    for column in sorted(set(inputs).intersection(label_sources)):
+        raise DataError(f"{name}:1: column {column!r} holds labels and is also read by data.columns or "
+                        "data.attributes, so the model would see the labels; remove it there")
     for column in sorted(repeated.intersection(needed)):
         raise DataError(f"{name}:1: column {column!r} appears more than once in the header, so which one is "
                         "meant is unclear; rename the copies in the file, or map another column with "

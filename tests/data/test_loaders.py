@@ -225,7 +225,7 @@ def test_csv_column_mapping_and_labels(tmp_path):
     assert table.alerts["entity"].tolist() == ["h1", "h2"]
     assert table.label("attack").tolist() == [0, 1]
     assert table.alerts["time"].iloc[0] == pd.Timestamp(1_700_000_000, unit="s", tz="UTC")
-    negative = {**CSV_CFG, "labels": {"attack": {"column": "user", "negative": "alice"}}}
+    negative = {**CSV_CFG, "attributes": [], "labels": {"attack": {"column": "user", "negative": "alice"}}}
     assert load_alerts(negative, str(tmp_path / "a.csv")).label("attack").tolist() == [0, 1]
 
 

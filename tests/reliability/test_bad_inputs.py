@@ -140,6 +140,22 @@ def test_mistyped_config_is_one_clear_error(tmp_path, cfg, needles):
     assert_one_line_error(load_error(tmp_path, "a.csv", HEADER + GOOD, cfg), *needles)
 
 
+@pytest.mark.parametrize(("name", "text", "cfg"), [
+    ("csv.csv", HEADER.replace("\n", ",verdict\n") + "1700000000,h,a,attack\n",
+     {**CSV, "attributes": ["verdict"], "labels": {"attack": "verdict"}}),
+    ("csv_type.csv", HEADER.replace("\n", ",verdict\n") + "1700000000,h,a,attack\n",
+     {**CSV, "columns": {"type": "verdict"}, "labels": {"attack": {"column": "verdict", "negative": "benign"}}}),
+    ("ait.csv", "time,name,ip,host,short,time_label,event_label\n1700000000,n,10.0.0.1,h,W-a,false_positive,-\n",
+     {"format": "ait_ads", "attributes": ["ip", "event_label"]}),
+])
+def test_a_label_column_the_model_would_read_is_an_error(tmp_path, name, text, cfg):
+    """A label column listed in data.attributes (or as a core column) was given to the model as
+    input: it saw the answer and the metrics were inflated, silently."""
+    column = "event_label" if "ait" in name else "verdict"
+    assert_one_line_error(load_error(tmp_path, name, text, cfg), f"{name}:1: column {column!r} holds labels",
+                          "the model would see the labels")
+
+
 def test_missing_path_and_empty_folder(tmp_path):
     with pytest.raises(DataError) as err:
         load_alerts(CSV, tmp_path / "nope.csv")
