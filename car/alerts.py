@@ -30,8 +30,8 @@ __all__ = ["AlertTable", "DataError", "build_alert_table", "parse_times", "requi
 MISSING = "(missing)"
 REJECTED_COLUMNS = ["alert_id", "source", "reason", "raw"]
 # Times before 1990 or after 2100 are almost always a unit mistake (ms read as s, or s as ms).
-_TIME_MIN = pd.Timestamp("1990-01-01", tz="UTC")
-_TIME_MAX = pd.Timestamp("2100-01-01", tz="UTC")
+TIME_MIN = pd.Timestamp("1990-01-01", tz="UTC")
+TIME_MAX = pd.Timestamp("2100-01-01", tz="UTC")
 
 
 @dataclass
@@ -106,7 +106,7 @@ def parse_times(values: pd.Series, unit: str = "auto") -> pd.Series:
 def _in_range(times: pd.Series) -> pd.Series:
     """``times`` as datetime64[ns, UTC], NaT outside 1990..2100: pandas parses ISO text at the
     resolution it needs, and a year such as 2500 or 1000 does not fit in nanoseconds."""
-    return times.where((times >= _TIME_MIN) & (times < _TIME_MAX)).astype("datetime64[ns, UTC]")
+    return times.where((times >= TIME_MIN) & (times < TIME_MAX)).astype("datetime64[ns, UTC]")
 
 
 def build_alert_table(
@@ -210,7 +210,7 @@ def _fix(reason: str) -> str:
     if "time in column" in reason:
         return (
             "check data.columns.time and data.time_unit (auto, s, ms or iso; epoch times must fall "
-            f"in {_TIME_MIN.year}..{_TIME_MAX.year})"
+            f"in {TIME_MIN.year}..{TIME_MAX.year})"
         )
     if reason.startswith(("invalid JSON", "not a JSON object")):
         return "the file must hold one JSON object a line: a JSON array becomes that with jq -c '.[]'; check data.format"

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from car.alerts import AlertTable, DataError, build_alert_table
+from car.alerts import TIME_MAX, TIME_MIN, AlertTable, DataError, build_alert_table
 
 log = logging.getLogger(__name__)
 
@@ -393,13 +393,16 @@ def _options(options: dict) -> dict:
         "noise": 0.0 <= out["noise"] <= 1.0,
         "pattern_length": 3 <= out["pattern_length"] <= 10,
         "gap_minutes": out["gap_minutes"] > 0,
+        # The times a loader accepts (a `car simulate` CSV is read back with data=csv).
+        "start": TIME_MIN <= out["start"] and out["start"] + pd.Timedelta(days=out["days"]) <= TIME_MAX,
     }
     bad = [k for k, ok in checks.items() if not ok]
     if bad:
         raise DataError(
-            f"enterprise_sim: {bad[0]}={out[bad[0]]!r} is out of range (seed >= 0, n_alerts >= 200, n_hosts >= 12, "
+            f"enterprise_sim: {bad[0]}={out[bad[0]]} is out of range (seed >= 0, n_alerts >= 200, n_hosts >= 12, "
             "1 <= n_campaigns <= 50, 0 <= attack_fraction <= 0.5, 1 <= days <= 3650, 0 <= noise <= 1, "
-            "3 <= pattern_length <= 10, gap_minutes > 0)"
+            f"3 <= pattern_length <= 10, gap_minutes > 0, {TIME_MIN.date()} <= start, "
+            f"start + days <= {TIME_MAX.date()})"
         )
     return out
 

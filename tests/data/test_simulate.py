@@ -216,6 +216,10 @@ def test_csv_reads_back(tmp_path):
         ({"seed": -1}, r"seed=-1 is out of range \(seed >= 0"),  # numpy's own error was a traceback in `car simulate`
         ({"days": 3651}, r"days=3651 is out of range \(.* 1 <= days <= 3650,"),  # the range said '1 <= days'
         ({"start": "not a date"}, r"invalid option value"),
+        # Times a loader rejects (1990..2100): every alert was rejected, or those past 2100 ('no usable
+        # alerts ...; check data.columns.time and data.time_unit', or 1371 of 2000 rejected)
+        ({"start": "1850-01-01"}, r"start=1850-01-01 00:00:00\+00:00 is out of range \(.*1990-01-01 <= start"),
+        ({"start": "2099-12-25", "days": 30}, r"start \+ days <= 2100-01-01"),
     ],
 )
 def test_bad_options_raise(options, message):
