@@ -16,12 +16,19 @@ from car.progress import Progress
 
 log = logging.getLogger(__name__)
 GZIP_MAGIC = b"\x1f\x8b"
+# Binary files given where text is read: their first bytes, what they are and the fix.
+NOT_TEXT = {
+    b"PK\x03\x04": ("a ZIP archive or Excel workbook (.xlsx)", "unzip it, or save the sheet as CSV UTF-8"),
+    b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1": ("an Excel 97-2003 workbook (.xls)", "save the sheet as CSV UTF-8"),
+    b"PAR1": ("a Parquet file", "read it with data=parquet"),
+}
 CHUNK_BYTES = 16 << 20  # read this much at a time, reporting progress in between
 
 
 def read_bytes(path: str | Path) -> bytes:
-    """The file's bytes, gunzipped when it is gzip (by suffix ``.gz`` or content); UTF-16 text
-    with a byte order mark (Excel's "Unicode text", Windows PowerShell's ``>``) as UTF-8.
+    """The file's text bytes, gunzipped when it is gzip (by suffix ``.gz`` or content); UTF-16
+    text with a byte order mark (Excel's "Unicode text", Windows PowerShell's ``>``) as UTF-8;
+    a DataError for a binary file (``NOT_TEXT``).
 
     Read in chunks of ``CHUNK_BYTES``, logging progress (bytes, lines) on a long read.
     """
@@ -31,9 +38,9 @@ def read_bytes(path: str | Path) -> bytes:
             gzipped = path.suffix == ".gz" or raw.read(2) == GZIP_MAGIC
             raw.seek(0)
             if not gzipped:
-                return _utf8(_read_chunks(raw, raw, path.name), path.name)
+                return _text(_read_chunks(raw, raw, path.name), path.name)
             try:
-                return _utf8(_read_chunks(gzip.GzipFile(fileobj=raw), raw, path.name), path.name)
+                return _text(_read_chunks(gzip.GzipFile(fileobj=raw), raw, path.name), path.name)
             except (EOFError, gzip.BadGzipFile, zlib.error) as err:
                 raise DataError(
                     f"{path.name}: truncated or corrupt gzip ({err}); download or compress the file again"
@@ -56,8 +63,12 @@ def _read_chunks(stream: BinaryIO, raw: BinaryIO, name: str) -> bytes:
     return out.getvalue()
 
 
-def _utf8(data: bytes, name: str) -> bytes:
-    """``data`` re-encoded as UTF-8 when it starts with a UTF-16 byte order mark, else as it is."""
+def _text(data: bytes, name: str) -> bytes:
+    """``data`` re-encoded as UTF-8 when it starts with a UTF-16 byte order mark, else as it is;
+    a DataError if it is a binary file that ``NOT_TEXT`` knows."""
+    for magic, (what, fix) in NOT_TEXT.items():
+        if data.startswith(magic):
+            raise DataError(f"{name}: {what}, not text; {fix}, and point data.path at that file")
     if not data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return data
     log.info("%s: UTF-16 text (byte order mark %s), read as UTF-8", name, data[:2].hex(" ").upper())

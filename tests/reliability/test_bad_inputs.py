@@ -6,9 +6,11 @@ the other rows load. The files are built in tmp_path; corpus/ holds two realisti
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import logging
 import warnings
+import zipfile
 
 import pandas as pd
 import pytest
@@ -42,6 +44,10 @@ def load_error(tmp_path, name: str, data: str | bytes, cfg: dict) -> str:
 _LINES = ("time,entity,type\n" + "".join(f"{1700000000 + i},h{i % 7},t{i % 13}\n" for i in range(3000))).encode()
 _GZ = gzip.compress(_LINES)
 _CUT = _GZ[: len(_GZ) // 2]
+_ZIP_BUFFER = io.BytesIO()
+with zipfile.ZipFile(_ZIP_BUFFER, "w") as _archive:
+    _archive.writestr("alerts.csv", _LINES)
+_ZIP = _ZIP_BUFFER.getvalue()
 
 
 @pytest.mark.parametrize(
@@ -110,6 +116,11 @@ _CUT = _GZ[: len(_GZ) // 2]
          ["NationalTeam8.json: no usable alerts (3 rejected, first reason: record has no 'result' object)"]),
         # not the format it claims
         ("alerts.parquet", b"PAR1 but not really", {"format": "parquet"}, ["alerts.parquet: not a readable Parquet file"]),
+        # binary files given as text: were 'missing column(s) ...; present: PK\x03\x04\x14\x00...; set data.delimiter'
+        ("alerts.xlsx", _ZIP, CSV, ["alerts.xlsx: a ZIP archive or Excel workbook (.xlsx), not text", "save the sheet as CSV"]),
+        ("alerts.json.gz", gzip.compress(_ZIP), {"format": "wazuh"}, ["alerts.json.gz: a ZIP archive", "unzip it"]),
+        ("alerts.xls", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(100), CSV, ["alerts.xls: an Excel 97-2003 workbook"]),
+        ("export.csv", b"PAR1" + bytes(100), CSV, ["export.csv: a Parquet file, not text", "data=parquet"]),
     ],
     ids=lambda v: v if isinstance(v, str) and "." in v and len(v) < 40 else "",
 )
