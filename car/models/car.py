@@ -29,7 +29,8 @@ from car.temporal.pitman_yor import PRIORS
 
 # trainer.ckpt_path values Lightning resolves itself (not file paths).
 LIGHTNING_CHECKPOINTS = ("last", "best", "hpc", "registry")
-_TRAINER_DEFAULTS = {"accelerator": "cpu", "devices": 1, "max_epochs": 30, "deterministic": True,
+# A fit from Python without a trainer dict trains as train.py does (conf/trainer/cpu.yaml), quietly.
+_TRAINER_DEFAULTS = {"accelerator": "cpu", "devices": 1, "max_epochs": 30, "max_steps": 60, "deterministic": True,
                      "enable_checkpointing": False, "logger": False, "enable_progress_bar": False}
 
 

@@ -78,6 +78,18 @@ def test_ablations_and_baselines_are_one_line_overrides(sim, overrides):
     assert 0.0 < average_precision(ranking.scores, sim.label("attack")) <= 1.0
 
 
+def test_a_fit_from_python_trains_as_train_py_does():
+    """CAR's trainer defaults (a fit without a trainer dict) are conf/trainer/cpu.yaml's training
+    budget and determinism; they held no max_steps, so a Python fit trained 30 full epochs."""
+    from omegaconf import OmegaConf
+
+    from car.models.car import _TRAINER_DEFAULTS
+
+    conf = OmegaConf.load(REPO / "conf" / "trainer" / "cpu.yaml")
+    for key in ("accelerator", "devices", "max_epochs", "max_steps", "deterministic", "enable_checkpointing"):
+        assert _TRAINER_DEFAULTS[key] == conf[key], key
+
+
 def test_runs_to_alerts_expands_each_run_to_its_alerts():
     # alerts 0,1 form run 0; alert 2 run 1; alerts 3,4,5 run 2. One occurrence: runs 0 -> 2.
     alert_run = np.array([0, 0, 1, 2, 2, 2])
