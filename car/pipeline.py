@@ -93,6 +93,9 @@ def load_inputs(data_cfg: DictConfig) -> tuple[AlertTable, AlertTable | None]:
     log.info("loaded %d alerts (%d rejected) from %s", len(table), len(table.rejected), table.source)
     history = None
     if data_cfg.get("history"):
+        if data_cfg.get("path") and Path(str(data_cfg.history)).resolve() == Path(str(data_cfg.path)).resolve():
+            raise ConfigError(f"data.history={data_cfg.history} is data.path itself: its alerts would be learned from "
+                              "twice; point data.history at earlier alerts, or drop it")
         history = _load_history(data_cfg)
         log.info("loaded %d history alerts (%d rejected)", len(history), len(history.rejected))
     return table, history

@@ -155,6 +155,14 @@ def test_car_with_a_one_alert_history(tmp_path):
     assert (out / "rejected_history.csv").exists()
 
 
+def test_history_that_is_the_batch_itself_is_a_config_error(tmp_path):
+    """The same file twice (also through another spelling of its path) was learned from twice."""
+    path = write(tmp_path / "batch.csv", "time,entity,type\n1700000000,h,a\n1700000060,h,b\n")
+    with pytest.raises(CARError, match=r"data.history=.* is data.path itself"):
+        run_in_process(tmp_path / "run", "data=csv", f"data.path={path}",
+                       f"data.history={tmp_path}/../{tmp_path.name}/batch.csv", *CAR_FAST)
+
+
 def test_labelled_batch_with_an_unlabeled_history(tmp_path):
     """History is unlabeled for CAR: its label columns may be missing. Other faults of the history
     file are still errors, and they name data.history, not data.path."""
