@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from car.errors import CARError, DataError, os_error_line
+from car.progress import quantity
 
 log = logging.getLogger("car.cli")
 
@@ -58,7 +59,7 @@ def _rank(args: argparse.Namespace) -> None:
     if not Path(args.input).exists():
         raise DataError(f"--input {args.input}: no such file or folder; give the alerts to rank")
     table = saved.read(args.input, args.data)
-    log.info("ranking %s alerts of %s with the saved model", f"{len(table):,}", args.input)
+    log.info("ranking %s of %s with the saved model", quantity(len(table), "alert"), args.input)
     online = saved.rank(table.unlabeled())
     log.info("writing the outputs to %s", args.out)
     metrics = evaluate_alerts(table, online.ranking.scores) if table.label_kinds else {}
@@ -68,7 +69,7 @@ def _rank(args: argparse.Namespace) -> None:
     write_json(online.unseen.summary(), out / "unseen_values.json")
     if args.save_model:
         online.model.save(out / "model")
-    print(f"ranked {len(table)} alerts, rejected {len(table.rejected)}; outputs in {out}")
+    print(f"ranked {quantity(len(table), 'alert')}, rejected {len(table.rejected):,}; outputs in {out}")
 
 
 def _add_rank(verbs: argparse._SubParsersAction) -> None:

@@ -29,6 +29,7 @@ from car.outputs.pictures import PICTURE_FILES, render_pictures
 from car.outputs.ranked import ranked_alerts, ranked_patterns
 from car.outputs.report import report_html
 from car.outputs.tracking import Tracker
+from car.progress import quantity
 
 log = logging.getLogger(__name__)
 OUTPUT_FILES = (
@@ -90,14 +91,14 @@ def build_model(model_cfg: DictConfig) -> AlertRanker:
 def load_inputs(data_cfg: DictConfig) -> tuple[AlertTable, AlertTable | None]:
     """The batch to rank and, if ``data.history`` is set, the history table."""
     table = load_alerts(data_cfg, data_cfg.get("path"))
-    log.info("loaded %d alerts (%d rejected) from %s", len(table), len(table.rejected), table.source)
+    log.info("loaded %s (%s rejected) from %s", quantity(len(table), "alert"), f"{len(table.rejected):,}", table.source)
     history = None
     if data_cfg.get("history"):
         if data_cfg.get("path") and Path(str(data_cfg.history)).resolve() == Path(str(data_cfg.path)).resolve():
             raise ConfigError(f"data.history={data_cfg.history} is data.path itself: its alerts would be learned from "
                               "twice; point data.history at earlier alerts, or drop it")
         history = _load_history(data_cfg)
-        log.info("loaded %d history alerts (%d rejected)", len(history), len(history.rejected))
+        log.info("loaded %s (%s rejected)", quantity(len(history), "history alert"), f"{len(history.rejected):,}")
     return table, history
 
 
@@ -170,11 +171,11 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
                                    "default_root_dir": str(out_dir)}
         seen_history = history if history is None or model.learns_from_history_labels else history.unlabeled()
         # One line as each long stage starts (the steps inside log their own progress, car/progress.py).
-        log.info("fitting %s on %s alerts%s", model.name, f"{len(table):,}",
-                 f" and {len(history):,} history alerts" if history is not None else "")
+        log.info("fitting %s on %s%s", model.name, quantity(len(table), "alert"),
+                 f" and {quantity(len(history), 'history alert')}" if history is not None else "")
         model.fit(table.unlabeled(), seen_history, trainer=trainer)
         timings["time/fit_s"] = time.perf_counter() - start
-        log.info("fitted in %.1f s; ranking %s alerts", timings["time/fit_s"], f"{len(table):,}")
+        log.info("fitted in %.1f s; ranking %s", timings["time/fit_s"], quantity(len(table), "alert"))
         start = time.perf_counter()
         ranking = model.rank(table.unlabeled())
         timings["time/rank_s"] = time.perf_counter() - start
@@ -194,7 +195,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
 
 
 def _report(out_dir: Path, table: AlertTable, metrics: dict[str, float]) -> None:
-    log.info("ranked %d alerts, rejected %d; outputs in %s", len(table), len(table.rejected), out_dir)
+    log.info("ranked %s, rejected %s; outputs in %s", quantity(len(table), "alert"), f"{len(table.rejected):,}", out_dir)
     for kind in table.label_kinds:
         log.info(
             "%s labels: AP raw %.3f grouped %.3f, workload to 95%% recall raw %.3f",

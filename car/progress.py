@@ -23,6 +23,11 @@ ANNOUNCE_BYTES = 64 << 20
 _PREFIXES = ((1e9, " G"), (1e6, " M"), (1e3, " k"))
 
 
+def quantity(n: int, noun: str) -> str:
+    """``n`` with ``noun`` in the singular or plural: ``1 time``, ``2 times``, ``1,000 new values``."""
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
 def amount(value: float) -> str:
     """A count for a log line: ``950``, ``12.3 k``, ``1.2 M``, ``3.4 G``."""
     for size, prefix in _PREFIXES:

@@ -12,7 +12,7 @@ import pytest
 
 import car.progress
 from car.data import files, load_alerts
-from car.progress import Progress, amount
+from car.progress import Progress, amount, quantity
 from car.ranking import build_graph, collaborative_rank
 from car.temporal import ContextTree, PitmanYorTree, find_patterns
 
@@ -97,6 +97,12 @@ def test_ranking_solver_reports_its_residual(caplog, every_update):
     assert re.fullmatch(r"ranking: conjugate gradient: 0 steps, 0 steps/s; relative residual 1\.0e\+00, stops at 1e-10",
                         lines[0])
     assert lines[-1].startswith(f"ranking: conjugate gradient: done, {result.cg_iterations} steps in ")
+
+
+@pytest.mark.parametrize("n,text", [(0, "0 alerts"), (1, "1 alert"), (2, "2 alerts"), (45544, "45,544 alerts")])
+def test_counts_in_log_lines_read_in_the_singular_and_plural(n, text):
+    """The pipeline's and car rank's lines said 'loaded 1 alerts'."""
+    assert quantity(n, "alert") == text
 
 
 def test_a_run_logs_a_line_as_each_long_stage_starts(tmp_path, caplog):

@@ -21,6 +21,7 @@ from car.data.datamodule import AlertDataModule, EncodedAlerts, encode_alerts
 from car.models.base import PATTERN_COLUMNS, STEP_SEPARATOR, AlertRanker, Ranking, check_seconds
 from car.models.car_module import SCORES, CARModule, RankedAlerts
 from car.outputs.attack_graph import attack_graph
+from car.progress import quantity
 from car.ranking.collaborative import AGREEMENTS
 from car.ranking.pattern_order import DIVERSITY, pattern_order
 from car.temporal.patterns import BASELINES
@@ -358,10 +359,6 @@ def explanations(alerts: AlertTable, enc: EncodedAlerts, pattern_id: pd.array, c
                        f"{nearby if is_lifted else ''}{combination if is_rare else ''}")
     return np.asarray(reasons, dtype=object)[codes]
 
-
-def quantity(n: int, noun: str) -> str:
-    """``n`` with ``noun`` in the singular or plural: ``1 time``, ``2 times``, ``1,000 new values``."""
-    return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
 def _step_of(steps: str, alert_type: str) -> str:

@@ -45,9 +45,10 @@ from car.data.datamodule import AlertDataModule, encode_codes
 from car.data.simulate import ATTRIBUTES as SIMULATOR_ATTRIBUTES
 from car.errors import CARError, ConfigError, DataError, error_line
 from car.models.base import AlertRanker, Ranking
-from car.models.car import CAR, quantity
+from car.models.car import CAR
 from car.models.car_module import CARModule
 from car.outputs.files import write_bytes, write_json
+from car.progress import quantity
 
 log = logging.getLogger(__name__)
 
