@@ -360,7 +360,6 @@ def explanations(alerts: AlertTable, enc: EncodedAlerts, pattern_id: pd.array, c
     return np.asarray(reasons, dtype=object)[codes]
 
 
-
 def _step_of(steps: str, alert_type: str) -> str:
     """``step 2`` (or ``step 1 or 3`` where the type repeats) of ``alert_type`` in ``A > B > C``."""
     at = [str(i + 1) for i, s in enumerate(steps.split(STEP_SEPARATOR)) if s == alert_type]
