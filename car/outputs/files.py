@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -87,8 +88,9 @@ def _arrow_ready(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_json(data: dict[str, Any], path: Path) -> Path:
-    """Write ``data`` as indented JSON (NaN as null), atomically."""
-    clean = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in data.items()}
+    """Write ``data`` as indented JSON, its NaN and infinite values as null (Python would write
+    NaN and Infinity, which other JSON readers refuse), atomically."""
+    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in data.items()}
     _atomic(path, lambda tmp: tmp.write_text(json.dumps(clean, indent=2, sort_keys=True) + "\n"))
     return path
 

@@ -56,6 +56,13 @@ def test_failed_json_and_graphml_writes_keep_the_previous_files(tmp_path, monkey
     assert json.loads(metrics.read_text()) == {"ap": 0.5}
 
 
+def test_json_outputs_are_strict_json(tmp_path):
+    """NaN and infinities are null: Python wrote Infinity, which JSON readers other than Python's refuse."""
+    path = write_json({"ap": float("nan"), "ratio": float("inf"), "low": float("-inf"), "auc": 0.5}, tmp_path / "m.json")
+    assert json.loads(path.read_text(), parse_constant=lambda name: pytest.fail(f"{name} is not JSON")) == {
+        "ap": None, "ratio": None, "low": None, "auc": 0.5}
+
+
 @pytest.fixture
 def small(tmp_path):
     path = write(tmp_path / "in.csv", "time,entity,type,bad\n1700000000,h,a,0\n1700000060,h,b,1\nnever,h,c,0\n")
