@@ -75,6 +75,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from car.alerts import AlertTable
 from car.eval.metrics import evaluate_alerts
+from car.eval.patterns import evaluate_patterns
 from car.models.base import Ranking
 from car.pipeline import build_model, configure, load_inputs
 
@@ -176,14 +177,16 @@ def fit_rank(data_overrides: list[str], variant: list[str], cache: dict) -> tupl
 
 
 def run(data_overrides: list[str], variant: list[str], cache: dict) -> dict[str, float]:
-    """Fit and rank one variant on one data set; metrics plus fit+rank seconds."""
+    """Fit and rank one variant on one data set; alert and pattern metrics (AIT-ADS step coverage,
+    simulator campaigns) plus fit+rank seconds."""
     table, ranking, seconds = fit_rank(data_overrides, variant, cache)
-    return {**evaluate_alerts(table, ranking.scores), "seconds": seconds, "n_alerts": len(table)}
+    return {**evaluate_alerts(table, ranking.scores), **evaluate_patterns(table, ranking), "seconds": seconds,
+            "n_alerts": len(table)}
 
 
 def markdown(name: str, rows: dict[str, dict[str, float]]) -> str:
     """One data set's table: per variant AP raw and grouped and workload to 95% per label kind, seconds."""
-    kinds = sorted({k.split("/")[0] for m in rows.values() for k in m if "/" in k})
+    kinds = sorted({k.split("/")[0] for m in rows.values() for k in m if k.endswith("/raw/ap")})
     head = ["variant"] + [f"{k} {c}" for k in kinds for c in ("AP raw", "AP grouped", "wl@95 raw")] + ["fit+rank s"]
     lines = [f"### {name}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for variant, m in rows.items():

@@ -34,6 +34,7 @@ def test_ablations_script_runs_extra_variants_given_on_the_command_line(ablation
     rows = json.loads(out.read_text())["results"]["sim-small"]
     assert set(rows) == {"rarity", "no-similarity"}
     assert 0.0 < rows["no-similarity"]["attack/raw/ap"] <= 1.0
+    assert {"patterns/campaign_precision_at_5", "patterns/campaign_recall_at_5"} <= set(rows["no-similarity"])
     monkeypatch.setattr(sys, "argv", ["ablations.py", "--also", "nameonly"])
     with pytest.raises(SystemExit):
         ablations.main()
