@@ -90,13 +90,14 @@ def build_model(model_cfg: DictConfig) -> AlertRanker:
 
 def load_inputs(data_cfg: DictConfig) -> tuple[AlertTable, AlertTable | None]:
     """The batch to rank and, if ``data.history`` is set, the history table."""
-    table = load_alerts(data_cfg, data_cfg.get("path"))
+    history_path, path = data_cfg.get("history"), data_cfg.get("path")
+    if history_path and path and Path(str(history_path)).resolve() == Path(str(path)).resolve():
+        raise ConfigError(f"data.history={history_path} is data.path itself: its alerts would be learned from "
+                          "twice; point data.history at earlier alerts, or drop it")
+    table = load_alerts(data_cfg, path)
     log.info("loaded %s (%s rejected) from %s", quantity(len(table), "alert"), f"{len(table.rejected):,}", table.source)
     history = None
-    if data_cfg.get("history"):
-        if data_cfg.get("path") and Path(str(data_cfg.history)).resolve() == Path(str(data_cfg.path)).resolve():
-            raise ConfigError(f"data.history={data_cfg.history} is data.path itself: its alerts would be learned from "
-                              "twice; point data.history at earlier alerts, or drop it")
+    if history_path:
         history = _load_history(data_cfg)
         log.info("loaded %s (%s rejected)", quantity(len(history), "history alert"), f"{len(history.rejected):,}")
     return table, history
