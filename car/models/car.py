@@ -349,7 +349,7 @@ def explanations(alerts: AlertTable, enc: EncodedAlerts, pattern_id: pd.array, c
     steps = dict(zip(patterns["pattern_id"], patterns["steps"])) if len(patterns) else {}
     combination = f"; attribute combination more unusual than {100 * anomalous:.0f}% of alerts"
     nearby = "; raised by a more unusual alert of the same entity nearby"
-    total = f" in {len(enc.codes):,} alerts"
+    total = f" in {quantity(len(enc.codes), 'alert')}"
     reasons = []
     for alert_type, pattern, entity, odd_value, is_lifted, is_rare in zip(
             frame["type"].iloc[first], ids[first], frame["entity"].iloc[first], value[first], lifted[first], rare[first]):

@@ -20,6 +20,7 @@ import pandas as pd
 from car.alerts import AlertTable
 from car.outputs.files import iso_times
 from car.outputs.pictures import ATTACK_PICTURE, HISTOGRAM_PICTURE, PR_PICTURE
+from car.progress import quantity
 
 TOP_ALERTS = 50
 TOP_PATTERNS = 20
@@ -67,8 +68,8 @@ def report_html(
         f"<h1>{_text(title)}</h1>",
         "<h2>Run</h2>", _summary(table, patterns, model_name),
         *(["<h2>Metrics</h2>", _metrics(metrics, table.label_kinds)] if metrics else []),
-        f"<h2>Top {min(TOP_ALERTS, len(alerts))} alerts</h2>", _alerts(alerts),
-        f"<h2>Top {min(TOP_PATTERNS, len(patterns))} patterns</h2>", _patterns(patterns),
+        f"<h2>Top {quantity(min(TOP_ALERTS, len(alerts)), 'alert')}</h2>", _alerts(alerts),
+        f"<h2>Top {quantity(min(TOP_PATTERNS, len(patterns)), 'pattern')}</h2>", _patterns(patterns),
         *(["<h2>Pictures</h2>", *(_picture(name, png) for name, png in pictures.items())] if pictures else []),
     ]
     return (
