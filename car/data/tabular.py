@@ -9,6 +9,7 @@ for CSV, ``delimiter``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,10 @@ def require_columns(
     guess = next((d for d in DELIMITER_GUESSES if d != delimiter and d in present[0]), None)
     if delimiter is not None and len(present) == 1 and guess:
         hint = f"the header is one column, so the delimiter looks wrong: set data.delimiter={guess!r}"
+    excel = re.fullmatch(r"sep=(.)", present[0]) if len(present) == 1 else None
+    if excel:  # Excel's "sep=;" line names the delimiter above the real header
+        hint = (f"line 1 {present[0]!r} is the delimiter line Excel writes: delete it and set "
+                f"data.delimiter={excel.group(1)!r}")
     raise DataError(
         f"{name}:1: missing column(s) {', '.join(missing)}; present: {', '.join(present[:20])}; {hint}"
     )

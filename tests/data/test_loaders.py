@@ -325,6 +325,8 @@ def test_folder_file_whose_rows_are_all_rejected_does_not_stop_the_others(tmp_pa
         ("time,entity,type\n", r"e.csv: header only"),
         ("time,host,type\n1700000000,h,a\n", r"e.csv:1: missing column\(s\) entity; present: time, host"),
         ("time;entity;type\n1700000000;h;a\n", r"missing column\(s\) entity, time, type.*data.delimiter=';'"),
+        ("sep=;\ntime;entity;type\n1700000000;h;a\n", r"e.csv:1: .*'sep=;' is the delimiter line Excel writes: "
+         r"delete it and set data.delimiter=';'$"),
         ("time,entity,type\nnever,h,a\n", r"e.csv: no usable alerts"),
     ],
 )
