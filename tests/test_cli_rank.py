@@ -146,7 +146,7 @@ DAMAGE = {  # how a copy of the saved model is spoilt, and what the error says
                        "do not fit together (codes outside the vocabularies)"),
     "tensors cut": (lambda m: (m / TENSORS).write_bytes((m / TENSORS).read_bytes()[:1000]), "not a readable tensor file"),
     "loader not an object": (lambda m: _edit_manifest(m, lambda d: d.update(loader=[1])),
-                             "do not fit together (its loader is a JSON list, not an object)"),
+                             "do not fit together (its loader is a JSON array, not an object)"),
     "manifest nested too deep": (lambda m: (m / MANIFEST).write_text("[" * 100_000), "not readable JSON"),
     "vocabulary value twice": (lambda m: _edit_manifest(m, lambda d: d["vocab"]["type"].append(d["vocab"]["type"][0])),
                                "do not fit together (the vocabulary of type holds a value twice or one that is no text)"),

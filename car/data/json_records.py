@@ -147,7 +147,7 @@ def read_json_array(path: str) -> list[Any]:
     except (ValueError, RecursionError) as err:
         raise DataError(f"{name}: unreadable JSON ({_unreadable(err)}); check the file") from None
     if not isinstance(value, list) or not value:
-        found = "an empty array" if value == [] else f"a JSON {type(value).__name__}"
+        found = "an empty array" if value == [] else f"a JSON {json_kind(value)}"
         raise DataError(
             f"{name}: expected a non-empty JSON array of records, found {found}; check data.path and data.format "
             "(JSON lines are data=wazuh or data=suricata)"
@@ -176,8 +176,16 @@ def _parse_line(line: str) -> tuple[str | None, Any]:
     except (ValueError, RecursionError) as err:
         return f"unreadable JSON ({_unreadable(err)})", None
     if not isinstance(item, dict):
-        return f"not a JSON object ({type(item).__name__})", None
+        return f"not a JSON object ({json_kind(item)})", None
     return None, item
+
+
+def json_kind(value: Any) -> str:
+    """The JSON name of a parsed value's kind (array, string, number, true, false, null, object)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    kinds = {list: "array", str: "string", int: "number", float: "number", dict: "object", type(None): "null"}
+    return kinds.get(type(value), type(value).__name__)
 
 
 def _unreadable(err: ValueError | RecursionError) -> str:

@@ -42,6 +42,7 @@ from car.alerts import AlertTable
 from car.content.ape import unique_tuples
 from car.data import load_alerts
 from car.data.datamodule import AlertDataModule, encode_codes
+from car.data.json_records import json_kind
 from car.data.simulate import ATTRIBUTES as SIMULATOR_ATTRIBUTES
 from car.errors import CARError, ConfigError, DataError, error_line
 from car.models.base import AlertRanker, Ranking
@@ -251,7 +252,7 @@ class SavedModel:
             counted = CountedAlerts(vocab, *(tensors[f"counted.{k}"].numpy() for k in ("tuples", "tuple_of", "times")))
             _check_counted(counted, manifest["alerts"], manifest["tuples"])
             if not isinstance(manifest["loader"], dict):
-                raise ValueError(f"its loader is a JSON {type(manifest['loader']).__name__}, not an object")
+                raise ValueError(f"its loader is a JSON {json_kind(manifest['loader'])}, not an object")
             return cls(car, counted, manifest["loader"])
         except (CARError, KeyError, TypeError, ValueError, RuntimeError) as err:
             why = f"no key {err}" if isinstance(err, KeyError) else error_line(err)

@@ -153,7 +153,7 @@ def test_suricata_rejects_other_events_and_broken_lines(tmp_path):
     reasons = dict(zip(table.rejected["source"], table.rejected["reason"]))
     assert reasons["eve.json:2"] == "not an alert event (event_type=dns)"
     assert reasons["eve.json:4"].startswith("invalid JSON")
-    assert reasons["eve.json:6"] == "not a JSON object (list)"
+    assert reasons["eve.json:6"] == "not a JSON object (array)"
 
 
 def test_wazuh_broken_lines_and_missing_fields(tmp_path):

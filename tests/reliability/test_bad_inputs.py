@@ -97,7 +97,7 @@ _ZIP = _ZIP_BUFFER.getvalue()
         ("pretty.json", json.dumps([WAZUH_OK], indent=2), {"format": "wazuh"},
          ["pretty.json: no usable alerts (12 rejected, first reason: invalid JSON", "one JSON object a line",
           "jq -c '.[]'"]),
-        ("array.json", json.dumps([WAZUH_OK]), {"format": "wazuh"}, ["not a JSON object (list)", "jq -c '.[]'"]),
+        ("array.json", json.dumps([WAZUH_OK]), {"format": "wazuh"}, ["not a JSON object (array)", "jq -c '.[]'"]),
         ("flows.json", '{"event_type": "flow"}\n{"event_type": "stats"}\n', {"format": "suricata"},
          ["flows.json: no usable alerts (2 rejected", "no alert events (event_type alert)", "data.path"]),
         # a quote never closed would swallow the rest of the file into one field
@@ -389,7 +389,7 @@ def test_broken_json_lines_are_rejected_with_line_numbers(tmp_path):
     assert reasons["w.json:2"].startswith("invalid JSON (Expecting value at column")
     assert reasons["w.json:3"].startswith("invalid JSON")
     assert [reasons[f"w.json:{i}"] for i in (5, 6, 7, 8)] == [
-        "not a JSON object (list)", "not a JSON object (str)", "not a JSON object (NoneType)", "not a JSON object (int)",
+        "not a JSON object (array)", "not a JSON object (string)", "not a JSON object (null)", "not a JSON object (number)",
     ]
     assert reasons["w.json:10"].startswith("invalid JSON (Extra data")
     assert reasons["w.json:11"] == "unreadable JSON (a number with too many digits)"
@@ -463,6 +463,6 @@ def test_messy_suricata_corpus():
         "messy_eve.json:4": "empty type column 'alert.signature'",
         "messy_eve.json:5": "empty type column 'alert.signature'",
         "messy_eve.json:6": "invalid JSON (Expecting value at column 38)",
-        "messy_eve.json:8": "not a JSON object (list)",
+        "messy_eve.json:8": "not a JSON object (array)",
         "messy_eve.json:13": "unparsable or out-of-range time in column 'timestamp'",
     }
