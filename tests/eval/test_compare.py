@@ -212,6 +212,7 @@ def test_a_read_only_store_is_compared_without_a_summary_run(tmp_path, capsys, m
     store check took for a missing file) is compared: the files are written and the summary run
     that cannot be written is reported in the last line, not as a traceback."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)  # MLflow makes the URI form's file:/... folders in the working directory
     previous = mlflow.get_tracking_uri()
     db = tmp_path / "mlflow.db"
     mlflow.set_tracking_uri(f"sqlite:///{db}")

@@ -131,9 +131,12 @@ def test_read_only_folder_store_is_one_clear_error(tmp_path, tracker):
 
 
 @pytest.fixture
-def read_only_store(tmp_path, tracker):
+def read_only_store(tmp_path, tracker, monkeypatch):
     """The URI of an existing MLflow store opened read-only (as on a read-only mount; works as root).
-    The file must exist: MLflow retries a file it cannot open for about 100 s before failing."""
+    The file must exist: MLflow retries a file it cannot open for about 100 s before failing.
+    MLflow makes the folders of SQLite's URI form (``file:/...``) relative to the working
+    directory: the test runs in its own."""
+    monkeypatch.chdir(tmp_path)
     db = tmp_path / "mlflow.db"
     store = tracker(f"sqlite:///{db}")
     store.start("first")
