@@ -86,7 +86,7 @@ VALUES: dict[tuple[str, str], Callable[[object], str | None]] = {
     ("content", "enabled"): _flag, ("content", "dim"): _whole(1, MAX_DIM), ("content", "noise_samples"): _whole(1, 1000),
     ("content", "weight"): _number(0),
     ("patterns", "k_max"): _whole(1), ("patterns", "min_support"): _whole(1), ("patterns", "min_lift"): _number(0),
-    ("patterns", "max_gap"): _whole(0), ("patterns", "window"): _number(0, above=True),
+    ("patterns", "max_gap"): _whole(1), ("patterns", "window"): _number(0, above=True),
     ("patterns", "max_patterns"): _whole(0), ("patterns", "score"): _choice(PATTERN_SCORES),
     ("patterns", "rarity_weight"): _number(0), ("patterns", "graph_top"): _whole(0),
     ("patterns", "baseline"): _choice(BASELINES), ("patterns", "diversity"): _choice(DIVERSITY),

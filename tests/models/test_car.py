@@ -528,6 +528,7 @@ def test_meaningless_prior_option_values_are_one_line_config_errors(override, wo
     ("model.content.noise_samples=2.5", "model.content.noise_samples=2.5: use a whole number"),
     ("model.content.weight=nan", "model.content.weight=nan: use a finite number >= 0"),
     ("model.content.enabled=maybe", "model.content.enabled='maybe': use true or false"),
+    ("model.patterns.max_gap=0", "model.patterns.max_gap=0: use a whole number >= 1"),
     ("model.patterns.window=-5", "model.patterns.window=-5: use a finite number > 0"),
     ("model.patterns.max_patterns=abc", "model.patterns.max_patterns='abc': use a whole number >= 0"),
     ("model.patterns.baseline=foo", "model.patterns.baseline='foo': use one of global, sequence"),
