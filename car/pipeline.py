@@ -100,7 +100,25 @@ def load_inputs(data_cfg: DictConfig) -> tuple[AlertTable, AlertTable | None]:
     if history_path:
         history = _load_history(data_cfg)
         log.info("loaded %s (%s rejected)", quantity(len(history), "history alert"), f"{len(history.rejected):,}")
+        _check_overlap(history, table, history_path)
     return table, history
+
+
+def _check_overlap(history: AlertTable, batch: AlertTable, history_path: str) -> None:
+    """A ConfigError when one of ``history`` and ``batch`` holds only alerts of the other (same
+    time, entity, type and attributes; copies pair up in order), as for ``data.history=data.path``:
+    the shared alerts would be learned from twice. A partial overlap is logged and kept: scenarios
+    recorded side by side can share alerts by coincidence (AIT-ADS wheeler and shaw share 493)."""
+    key = ["time", "entity", "type", *batch.attributes]
+    counted = [t.alerts[key].assign(copy=t.alerts.groupby(key, sort=False).cumcount()) for t in (history, batch)]
+    shared = len(counted[0].merge(counted[1], on=[*key, "copy"]))
+    if shared in (len(history), len(batch)):
+        which = "every alert of it is in data.path" if shared == len(history) else "it holds every alert of data.path"
+        raise ConfigError(f"data.history={history_path}: {which}, so they would be learned from twice; "
+                          "point data.history at earlier alerts, or drop it")
+    if shared:
+        log.info("%s of data.history also in data.path (same time, entity, type and attributes)",
+                 quantity(shared, "alert"))
 
 
 def _load_history(data_cfg: DictConfig) -> AlertTable:

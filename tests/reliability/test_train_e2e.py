@@ -163,6 +163,23 @@ def test_history_that_is_the_batch_itself_is_a_config_error(tmp_path):
                        f"data.history={tmp_path}/../{tmp_path.name}/batch.csv", *CAR_FAST)
 
 
+BATCH_ROWS = "1700000000,h,a,u\n1700000060,h,b,u\n1700000060,h,b,u\n"
+
+
+@pytest.mark.parametrize(("history_rows", "message"), [
+    (BATCH_ROWS, "every alert of it is in data.path"),  # a copy of the batch in another file
+    ("1600000000,h,a,u\n" + BATCH_ROWS, "it holds every alert of data.path"),  # an export that spans the batch
+], ids=["copy", "superset"])
+def test_history_holding_the_batch_or_held_by_it_is_a_config_error(tmp_path, history_rows, message):
+    """Either way the shared alerts were learned from twice, without a word."""
+    header = "time,entity,type,user\n"
+    path = write(tmp_path / "batch.csv", header + BATCH_ROWS)
+    history = write(tmp_path / "history.csv", header + history_rows)
+    with pytest.raises(CARError, match=rf"data.history=.*history.csv: {message}, so they would be learned from twice"):
+        run_in_process(tmp_path / "run", "data=csv", f"data.path={path}", f"data.history={history}",
+                       "data.attributes=[user]", *CAR_FAST)
+
+
 def test_labelled_batch_with_an_unlabeled_history(tmp_path):
     """History is unlabeled for CAR: its label columns may be missing. Other faults of the history
     file are still errors, and they name data.history, not data.path."""
