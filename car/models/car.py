@@ -131,6 +131,21 @@ def check_options(groups: Mapping[str, Mapping]) -> None:
             raise ConfigError(f"model.ranking.{key}={bandwidth!r}: use nats > 0, or null for none")
 
 
+def _check_score_terms(groups: Mapping[str, Mapping], score: str) -> None:
+    """A one-line ConfigError when ``score`` has no term left and would be 0 for every alert:
+    content anomaly with content off, or the collaborative ranking without its prior
+    (``ranking.prior`` false or ``ranking.lam`` 0) and without patterns (``ranking.alpha`` 0)."""
+    if score == "content" and not groups["content"]["enabled"]:
+        raise ConfigError("model.score=content with model.content.enabled=false scores every alert 0; "
+                          "set model.content.enabled=true, or choose model.score=collaborative or temporal")
+    ranking = groups["ranking"]
+    no_prior = ("model.ranking.prior=false" if not ranking["prior"]
+                else "model.ranking.lam=0" if ranking["lam"] == 0 else None)
+    if score == "collaborative" and no_prior and ranking["alpha"] == 0:
+        raise ConfigError(f"{no_prior} with model.ranking.alpha=0 scores every alert 0 (no prior, no pattern term); "
+                          "set model.ranking.alpha > 0, or turn the prior back on")
+
+
 def _trainer(options: dict[str, Any]) -> L.Trainer:
     """A Lightning Trainer; options it refuses are a one-line ConfigError naming trainer.*."""
     lowest = {"max_epochs": -1, "max_steps": -1, "min_epochs": -1, "min_steps": -1, "log_every_n_steps": -1,
@@ -195,6 +210,7 @@ class CAR(AlertRanker):
                                   ("score", score, _choice(SCORES))):
             if check(value) is not None:
                 raise ConfigError(f"model.{key}={value!r}: use {check(value)}")
+        _check_score_terms(groups, score)
         self.options = {**groups, "lr": lr, "score": score, "seed": seed}
         self.tuple_batch, self.seed, self.name = tuple_batch, seed, name
         self.module: CARModule | None = None

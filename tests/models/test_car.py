@@ -551,6 +551,22 @@ def test_every_model_option_value_is_checked_before_the_fit(override, message):
     assert message in str(err.value) and "\n" not in str(err.value), str(err.value)
 
 
+@pytest.mark.parametrize("overrides,message", [
+    (["model=ape", "model.content.enabled=false"], "model.score=content with model.content.enabled=false scores every alert 0"),
+    (["model=car_no_prior", "model.ranking.alpha=0"], "model.ranking.prior=false with model.ranking.alpha=0 scores every alert 0"),
+    (["model=car", "model.ranking.lam=0", "model.ranking.alpha=0"], "model.ranking.lam=0 with model.ranking.alpha=0 scores"),
+])
+def test_a_score_without_any_term_is_a_config_error(overrides, message):
+    """Each ranked every alert with score 0, in input order, without a word."""
+    from car.pipeline import build_model
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        cfg = compose("train", overrides=overrides)
+    with pytest.raises(ConfigError) as err:
+        build_model(cfg.model)
+    assert message in str(err.value) and "\n" not in str(err.value), str(err.value)
+
+
 def test_rarity_from_both_averages_the_percentiles_of_all_and_history_priors(sim):
     """`ranking.rarity_from=both`: the mean of the rank-normalised priors counted over all alerts
     and over the history, before the entity and address context (off here)."""
