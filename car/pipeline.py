@@ -6,6 +6,7 @@ import importlib
 import logging
 import random
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -100,25 +101,33 @@ def load_inputs(data_cfg: DictConfig) -> tuple[AlertTable, AlertTable | None]:
     if history_path:
         history = _load_history(data_cfg)
         log.info("loaded %s (%s rejected)", quantity(len(history), "history alert"), f"{len(history.rejected):,}")
-        _check_overlap(history, table, history_path)
+        history = _without_the_batch(history, table, history_path)
     return table, history
 
 
-def _check_overlap(history: AlertTable, batch: AlertTable, history_path: str) -> None:
-    """A ConfigError when one of ``history`` and ``batch`` holds only alerts of the other (same
-    time, entity, type and attributes; copies pair up in order), as for ``data.history=data.path``:
-    the shared alerts would be learned from twice. A partial overlap is logged and kept: scenarios
-    recorded side by side can share alerts by coincidence (AIT-ADS wheeler and shaw share 493)."""
+def _without_the_batch(history: AlertTable, batch: AlertTable, history_path: str) -> AlertTable:
+    """``history`` without the batch's own alerts when it holds all of them (an export that spans
+    the batch: they would be learned from twice); a ConfigError when it holds nothing else. Alerts
+    match on time, entity, type and attributes, copies paired in order. A partial overlap is
+    logged and kept: scenarios recorded side by side share alerts by coincidence (AIT-ADS wheeler
+    and shaw share 493)."""
     key = ["time", "entity", "type", *batch.attributes]
     counted = [t.alerts[key].assign(copy=t.alerts.groupby(key, sort=False).cumcount()) for t in (history, batch)]
-    shared = len(counted[0].merge(counted[1], on=[*key, "copy"]))
-    if shared in (len(history), len(batch)):
-        which = "every alert of it is in data.path" if shared == len(history) else "it holds every alert of data.path"
-        raise ConfigError(f"data.history={history_path}: {which}, so they would be learned from twice; "
-                          "point data.history at earlier alerts, or drop it")
-    if shared:
+    shared = counted[0].assign(row=np.arange(len(history))).merge(counted[1], on=[*key, "copy"])["row"]
+    if len(shared) == len(history):
+        raise ConfigError(f"data.history={history_path}: every alert of it is in data.path, so it adds nothing "
+                          "and they would be learned from twice; point data.history at earlier alerts, or drop it")
+    if len(shared) == len(batch):
+        log.info("data.history holds the %s of data.path too: learned from once, as the batch",
+                 quantity(len(batch), "alert"))
+        keep = np.ones(len(history), dtype=bool)
+        keep[shared.to_numpy()] = False
+        labels = None if history.labels is None else history.labels[keep].reset_index(drop=True)
+        return replace(history, alerts=history.alerts[keep].reset_index(drop=True), labels=labels)
+    if len(shared):
         log.info("%s of data.history also in data.path (same time, entity, type and attributes)",
-                 quantity(shared, "alert"))
+                 quantity(len(shared), "alert"))
+    return history
 
 
 def _load_history(data_cfg: DictConfig) -> AlertTable:

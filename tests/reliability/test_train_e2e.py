@@ -164,20 +164,31 @@ def test_history_that_is_the_batch_itself_is_a_config_error(tmp_path):
 
 
 BATCH_ROWS = "1700000000,h,a,u\n1700000060,h,b,u\n1700000060,h,b,u\n"
+HEADER = "time,entity,type,user\n"
 
 
-@pytest.mark.parametrize(("history_rows", "message"), [
-    (BATCH_ROWS, "every alert of it is in data.path"),  # a copy of the batch in another file
-    ("1600000000,h,a,u\n" + BATCH_ROWS, "it holds every alert of data.path"),  # an export that spans the batch
-], ids=["copy", "superset"])
-def test_history_holding_the_batch_or_held_by_it_is_a_config_error(tmp_path, history_rows, message):
-    """Either way the shared alerts were learned from twice, without a word."""
-    header = "time,entity,type,user\n"
-    path = write(tmp_path / "batch.csv", header + BATCH_ROWS)
-    history = write(tmp_path / "history.csv", header + history_rows)
-    with pytest.raises(CARError, match=rf"data.history=.*history.csv: {message}, so they would be learned from twice"):
+def test_history_that_only_copies_the_batch_is_a_config_error(tmp_path):
+    """A copy of the batch in another file adds nothing and was learned from twice, without a word."""
+    path = write(tmp_path / "batch.csv", HEADER + BATCH_ROWS)
+    history = write(tmp_path / "history.csv", HEADER + BATCH_ROWS)
+    with pytest.raises(CARError, match=r"data.history=.*history.csv: every alert of it is in data.path, so it adds "
+                                       r"nothing and they would be learned from twice"):
         run_in_process(tmp_path / "run", "data=csv", f"data.path={path}", f"data.history={history}",
                        "data.attributes=[user]", *CAR_FAST)
+
+
+def test_history_that_spans_the_batch_learns_the_batch_once(tmp_path):
+    """An export of the last weeks that includes the batch: its copies of the batch's alerts are
+    dropped, so the run ranks as with the earlier alerts alone (it learned them twice before)."""
+    path = write(tmp_path / "batch.csv", HEADER + BATCH_ROWS)
+    earlier = "1600000000,h,a,u\n1600000060,h,c,u\n"
+    spanning = write(tmp_path / "spanning.csv", HEADER + earlier + BATCH_ROWS)
+    only_earlier = write(tmp_path / "earlier.csv", HEADER + earlier)
+    outs = [run_in_process(tmp_path / name, "data=csv", f"data.path={path}", f"data.history={history}",
+                           "data.attributes=[user]", *CAR_FAST)
+            for name, history in (("spanning", spanning), ("earlier", only_earlier))]
+    ranked = [(out / "ranked_alerts.csv").read_text() for out in outs]
+    assert ranked[0] == ranked[1]
 
 
 def test_labelled_batch_with_an_unlabeled_history(tmp_path):
