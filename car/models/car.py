@@ -44,7 +44,7 @@ OPTIONS = {
     "ranking": {"alpha", "beta", "gamma", "lam", "prior", "rarity_from", "burst_gap", "value_surprise",
                 "context_window", "context_weight", "address_window", "address_weight", "content_prior", "normalized",
                 "size_weighted", "neighbours", "surprise_bandwidth", "rarity_bandwidth", "normalise_similarity",
-                "agreement"},
+                "tuple_pull", "agreement"},
 }
 
 
@@ -94,7 +94,8 @@ VALUES: dict[tuple[str, str], Callable[[object], str | None]] = {
     ("ranking", "lam"): _number(0), ("ranking", "content_prior"): _number(0), ("ranking", "prior"): _flag,
     ("ranking", "normalized"): _flag, ("ranking", "size_weighted"): _flag, ("ranking", "neighbours"): _whole(1),
     ("ranking", "rarity_from"): _choice(RARITY_FROM), ("ranking", "value_surprise"): _flag,
-    ("ranking", "normalise_similarity"): _flag, ("ranking", "agreement"): _choice(AGREEMENTS),
+    ("ranking", "normalise_similarity"): _flag, ("ranking", "tuple_pull"): _number(0),
+    ("ranking", "agreement"): _choice(AGREEMENTS),
 }
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from car.content.ape import EntityEmbedding
-from car.content.similarity import edge_preserving, knn_similarity, normalise_degrees
+from car.content.similarity import edge_preserving, knn_similarity, normalise_degrees, scale_by_tuple_size
 from car.data.datamodule import AlertDataModule, EncodedAlerts
 from car.ranking.collaborative import RankingParams, build_graph, collaborative_rank
 from car.ranking.prior import address_columns, address_context, alert_prior, burst_starts, entity_context, percentile
@@ -299,7 +299,7 @@ class CARModule(L.LightningModule):
                content: np.ndarray, found: list[Pattern], occ: Occurrences) -> tuple[np.ndarray, np.ndarray]:
         cfg, prior = self.hparams.ranking, parts.prior
         n = len(prior)
-        sim = (None, None, None)
+        sim, pull = (None, None, None), 0.0
         if self.content is not None and cfg["beta"] > 0:
             sim = knn_similarity(self.content, data.tuples, tuple_of, k=cfg["neighbours"])
             for signal, bandwidth in ((parts.surprise, cfg["surprise_bandwidth"]), (parts.rarity, cfg["rarity_bandwidth"])):
@@ -307,7 +307,9 @@ class CARModule(L.LightningModule):
                     sim = edge_preserving(sim, signal, float(bandwidth))
             if cfg["normalise_similarity"]:
                 sim = normalise_degrees(sim, tuple_of)
-        graph = build_graph(n, len(found), occ.alert_idx, occ.pattern_idx, *sim)
+            pull = float(cfg["tuple_pull"])
+            sim = scale_by_tuple_size(sim, tuple_of, pull)
+        graph = build_graph(n, len(found), occ.alert_idx, occ.pattern_idx, *sim, symmetric=pull == 0)
         p = np.array([pat.dependency for pat in found], dtype=np.float64)
         if cfg["size_weighted"]:
             # -p.u rewards a pattern once; weighting by its alerts makes the bonus an alert

@@ -237,7 +237,7 @@ class SavedModel:
             for key, old in (("burst_gap", None), ("value_surprise", False), ("context_window", None),
                              ("context_weight", 0.0), ("address_window", None), ("address_weight", 0.0),
                              ("surprise_bandwidth", None), ("rarity_bandwidth", None), ("normalise_similarity", False),
-                             ("agreement", "two_sided")):
+                             ("tuple_pull", 0.0), ("agreement", "two_sided")):
                 manifest["options"]["ranking"].setdefault(key, old)
             manifest["options"]["patterns"].setdefault("diversity", "none")  # ranked by score alone
             car = CAR(**manifest["options"], tuple_batch=manifest["tuple_batch"], name=manifest["name"])

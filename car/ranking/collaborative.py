@@ -64,6 +64,14 @@ about ``alpha / (alpha + gamma)``, so small gamma costs hundreds of sweeps of CG
 (Schur complement) system ``(A - alpha^2 Fw diag_u^-1 Fw') t = lam q/2 + alpha Fw diag_u^-1 p/2``
 by one CG; the Schur complement of an M-matrix is an M-matrix and the right-hand side is
 nonnegative, so t >= 0 again. Same optimum, one outer iteration.
+
+Directed similarity (``build_graph(..., symmetric=False)``). The similarity term's rows may be
+scaled apart, alert i's edges by its own factor (`car.content.similarity.scale_by_tuple_size`:
+a tuple of m identical alerts feels its look-alikes' pull m^power times, so that a flood does
+not anchor itself). The t-equation then holds ``beta (D_Sim - Sim) t`` with a nonsymmetric
+``Sim`` and is no longer the gradient of J: it is still a row-wise strictly diagonally dominant
+M-matrix with a nonnegative right-hand side (t >= 0 as above), solved by BiCGSTAB instead of
+CG, and ``RankingResult.objectives`` stays empty.
 """
 
 from __future__ import annotations
@@ -101,8 +109,9 @@ class RankingGraph:
     """Alert-pattern occurrences F (binary, n x L) and alert similarity Sim (n x n).
 
     f_alert, f_pattern: (nnz_F,) int64, unique (alert, pattern) pairs.
-    sim: (n, n) float64 sparse CSR, symmetric, zero diagonal (each unordered pair stored in
-        both directions; the objective counts it once).
+    sim: (n, n) float64 sparse CSR, zero diagonal; symmetric (each unordered pair stored in
+        both directions; the objective counts it once) unless ``symmetric`` is False (directed
+        similarity, see the module docstring).
     f_degree: (n,) patterns per alert; pattern_size: (L,) alerts per pattern;
     sim_degree: (n,) row sums of ``sim``.
     """
@@ -115,6 +124,7 @@ class RankingGraph:
     f_degree: Tensor
     pattern_size: Tensor
     sim_degree: Tensor
+    symmetric: bool = True
 
 
 @dataclass(frozen=True)
@@ -161,21 +171,24 @@ def build_graph(
     sim_row: ArrayLike | None = None,
     sim_col: ArrayLike | None = None,
     sim_weight: ArrayLike | None = None,
+    symmetric: bool = True,
 ) -> RankingGraph:
     """Build the graph from COO arrays.
 
     F: pairs ``(f_alert[k], f_pattern[k])``; duplicates count once (F is binary).
     Sim: ``(sim_row[k], sim_col[k], sim_weight[k])`` with every unordered pair {i, j}
     present in both directions with the same weight, so that ``Sim`` is the full symmetric
-    matrix and ``sum_{i<j} Sim(i,j) (t_i - t_j)^2 = t' (D - Sim) t``. Duplicate entries are
-    summed, self-loops are dropped (they do not enter the objective). Omit Sim for no edges.
+    matrix and ``sum_{i<j} Sim(i,j) (t_i - t_j)^2 = t' (D - Sim) t``; ``symmetric=False``
+    takes the weights of the two directions as given (a directed similarity, row i pulling
+    alert i; see the module docstring). Duplicate entries are summed, self-loops are dropped
+    (they do not enter the objective). Omit Sim for no edges.
     """
     f_alert, f_pattern = _index(f_alert, n, "f_alert"), _index(f_pattern, n_patterns, "f_pattern")
     if f_alert.shape != f_pattern.shape:
         raise DataError(f"f_alert and f_pattern differ in length: {f_alert.numel()} vs {f_pattern.numel()}")
     key = torch.unique(f_alert * max(n_patterns, 1) + f_pattern)
     f_alert, f_pattern = key // max(n_patterns, 1), key % max(n_patterns, 1)
-    sim, sim_degree = _sim_csr(n, sim_row, sim_col, sim_weight)
+    sim, sim_degree = _sim_csr(n, sim_row, sim_col, sim_weight, symmetric)
     return RankingGraph(
         n=n,
         n_patterns=n_patterns,
@@ -185,6 +198,7 @@ def build_graph(
         f_degree=torch.bincount(f_alert, minlength=n).to(DTYPE),
         pattern_size=torch.bincount(f_pattern, minlength=n_patterns).to(DTYPE),
         sim_degree=sim_degree,
+        symmetric=symmetric,
     )
 
 
@@ -256,10 +270,12 @@ def _schur_solve(
 ) -> RankingResult:
     """Solve the reduced system for t by CG, then u = u(t)."""
     rhs = ops.rhs_reduced(p, prior)
-    t, steps, converged = _cg(ops.matvec_reduced, rhs, torch.zeros_like(rhs), ops.diag_reduced(), cg_tol, cg_max_iter)
+    t, steps, converged = _krylov(graph)(ops.matvec_reduced, rhs, torch.zeros_like(rhs), ops.diag_reduced(),
+                                         cg_tol, cg_max_iter)
     t.clamp_(min=0)
     u = ops.update_u(t, p)
-    return RankingResult(t, u, [objective(t, u, graph, p, q, params).item()], 1, converged, steps)
+    objectives = [objective(t, u, graph, p, q, params).item()] if graph.symmetric else []
+    return RankingResult(t, u, objectives, 1, converged, steps)
 
 
 def _block_descent(
@@ -281,14 +297,15 @@ def _block_descent(
     with Progress("ranking: block descent", unit="iterations") as progress:
         for _ in range(max_iter):
             u_new = ops.update_u(t, p)
-            t_new, steps, _ = _cg(ops.matvec_t, ops.rhs_t(u_new, prior), t, ops.diag_t, cg_tol, cg_max_iter)
+            t_new, steps, _ = _krylov(graph)(ops.matvec_t, ops.rhs_t(u_new, prior), t, ops.diag_t, cg_tol, cg_max_iter)
             t_new.clamp_(min=0)
             change = max(_max_abs(t_new - t), _max_abs(u_new - u))
             scale = max(_max_abs(t_new), _max_abs(u_new), torch.finfo(DTYPE).tiny)
             t, u = t_new, u_new
             result.iterations += 1
             result.cg_iterations += steps
-            result.objectives.append(objective(t, u, graph, p, q, params).item())
+            if graph.symmetric:
+                result.objectives.append(objective(t, u, graph, p, q, params).item())
             progress.update(result.iterations, f"relative change {change / scale:.1e}, stops at {tol:.0e}")
             if change <= tol * scale:
                 result.converged = True
@@ -392,6 +409,11 @@ class _Operators:
         return self.diag_t - self.params.alpha**2 * drop
 
 
+def _krylov(graph: RankingGraph) -> Callable[..., tuple[Tensor, int, bool]]:
+    """CG for a symmetric similarity, BiCGSTAB for a directed one (same signature)."""
+    return _cg if graph.symmetric else _bicgstab
+
+
 def _cg(
     matvec: Callable[[Tensor], Tensor], b: Tensor, x0: Tensor, diag: Tensor, tol: float, max_iter: int
 ) -> tuple[Tensor, int, bool]:
@@ -471,8 +493,10 @@ def _inv_sqrt(degree: Tensor) -> Tensor:
     return torch.where(degree > 0, degree.clamp(min=torch.finfo(DTYPE).tiny).rsqrt(), 0.0)
 
 
-def _sim_csr(n: int, row: ArrayLike | None, col: ArrayLike | None, weight: ArrayLike | None) -> tuple[Tensor, Tensor]:
-    """Symmetric Sim as CSR (n, n) (sorted columns, summed duplicates, no diagonal) and its row sums (n,)."""
+def _sim_csr(n: int, row: ArrayLike | None, col: ArrayLike | None, weight: ArrayLike | None,
+             symmetric: bool = True) -> tuple[Tensor, Tensor]:
+    """Sim as CSR (n, n) (sorted columns, summed duplicates, no diagonal) and its row sums (n,);
+    checked to list both directions of each pair unless not ``symmetric``."""
     if row is None or col is None or weight is None:
         if not (row is None and col is None and weight is None):
             raise DataError("give all of sim_row, sim_col, sim_weight, or none of them")
@@ -488,7 +512,8 @@ def _sim_csr(n: int, row: ArrayLike | None, col: ArrayLike | None, weight: Array
     if bool(loops.any()):
         keep = ~loops
         row, col, weight = row[keep], col[keep], weight[keep]
-    _check_both_directions(row, col, weight)
+    if symmetric:
+        _check_both_directions(row, col, weight)
     key = row * n + col
     if not bool((key[1:] >= key[:-1]).all()):  # skip the sort for row-major input
         order = torch.from_numpy(np.argsort(key.numpy()))  # numpy's introsort: half of torch.sort's time

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from car.content import EntityEmbedding, fit_ape, knn_similarity, tuple_knn, unique_tuples
-from car.content.similarity import edge_preserving, normalise_degrees
+from car.content.similarity import edge_preserving, normalise_degrees, scale_by_tuple_size
 from car.data import load_alerts
 from car.data.datamodule import encode_alerts
 
@@ -164,3 +164,46 @@ def test_normalised_similarity_damps_edges_across_tuples_by_their_totals():
     np.testing.assert_allclose(out, expected)
     assert out[0] == 1.0 and out[1] == pytest.approx(0.5 / np.sqrt(1.5))
     assert out[4] == 0.2  # both totals below 1: never raised
+
+
+def flood_and_one_off(size: int, flood_prior: float) -> tuple[np.ndarray, tuple, np.ndarray]:
+    """Four tuples: a benign flood (``size`` alerts, prior 0.5), a one-off attack (prior 1) that
+    looks like it, a flood of ``size`` alerts with prior ``flood_prior`` and a one-off (prior 0.5)
+    that looks like that flood. Each tuple's first alert carries the edge to its look-alike
+    (weight 1) and the star to its tuple, as `knn_similarity` builds them: (tuple_of, Sim, q)."""
+    tuple_of = np.r_[np.zeros(size, int), 1, np.full(size, 2), 3]
+    first = np.array([0, size, size + 1, 2 * size + 1])
+    member = np.flatnonzero(np.arange(len(tuple_of)) != first[tuple_of])
+    row = np.r_[member, first[tuple_of[member]], first]
+    col = np.r_[first[tuple_of[member]], member, first[[1, 0, 3, 2]]]
+    q = np.r_[np.full(size, 0.5), 1.0, np.full(size, flood_prior), 0.5]
+    return tuple_of, (row, col, np.ones(len(row))), q
+
+
+def test_tuple_pull_keeps_a_one_off_above_a_flood_with_a_lower_prior():
+    """A flood of identical alerts anchors itself (its alerts' ridge outweighs the one edge its
+    first alert has to its look-alikes) while a one-off alert is averaged toward its look-alike:
+    the one-off attack (prior 1) beside a benign flood fell below a flood with prior 0.92. With
+    the cross-tuple pull times size^0.5 (``ranking.tuple_pull``) the flood is pulled too and
+    the attack stays above it."""
+    from car.ranking import RankingParams, build_graph, collaborative_rank
+
+    size = 10
+    tuple_of, sim, q = flood_and_one_off(size, 0.92)
+    top = {}
+    for power in (0.0, 0.5):
+        graph = build_graph(len(q), 0, [], [], *scale_by_tuple_size(sim, tuple_of, power), symmetric=power == 0)
+        t = collaborative_rank(graph, np.zeros(0), q, RankingParams(alpha=0.0, beta=0.5, gamma=2.0)).t.numpy()
+        top[power] = t[size] > t[size + 1 : 2 * size + 1].max()
+    assert top == {0.0: False, 0.5: True}
+
+
+def test_scale_by_tuple_size_scales_only_edges_across_tuples_by_the_row_tuples_size():
+    tuple_of, sim, _ = flood_and_one_off(4, 0.9)
+    row, col, weight = scale_by_tuple_size(sim, tuple_of, 0.5)
+    np.testing.assert_array_equal(row, sim[0])
+    np.testing.assert_array_equal(col, sim[1])
+    across = tuple_of[row] != tuple_of[col]
+    np.testing.assert_allclose(weight[across], [2.0, 1.0, 2.0, 1.0])  # rows 0 and 5 head floods of 4
+    np.testing.assert_array_equal(weight[~across], 1.0)
+    assert scale_by_tuple_size(sim, tuple_of, 0.0) is sim

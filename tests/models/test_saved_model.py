@@ -116,27 +116,28 @@ def test_a_model_saved_before_normalised_similarity_ranks_with_raw_weights(fitte
     assert not np.allclose(raw, SavedModel.load(folder).rank(first.unlabeled()).ranking.scores)
 
 
-def test_a_model_saved_before_the_type_rarity_kernel_ranks_without_it(fitted, sim, tmp_path):
-    """Manifests written before ``ranking.rarity_bandwidth`` existed (session 15) load with the
-    kernel off, as they were fitted, and rank the fit's alerts and new ones as a model saved with
-    ``rarity_bandwidth: null`` does."""
+@pytest.mark.parametrize("key,saved,before", [("rarity_bandwidth", 1.0, None), ("tuple_pull", 0.5, 0.0)])
+def test_a_model_saved_before_a_ranking_option_ranks_as_it_was_fitted(fitted, sim, tmp_path, key, saved, before):
+    """Manifests written before ``ranking.rarity_bandwidth`` (session 15: the type-rarity kernel)
+    or ``ranking.tuple_pull`` (session 17) existed load with the option off, as they were fitted,
+    and rank the fit's alerts and new ones as a model saved with it off does."""
     import shutil
 
     folder, first, _ = fitted
     new = rows(sim, slice(int(FIT_SHARE * len(sim)), None)).unlabeled()
     old = shutil.copytree(folder, tmp_path / "old")
     manifest = json.loads((old / MANIFEST).read_text())
-    assert manifest["options"]["ranking"].pop("rarity_bandwidth") == 1.0
+    assert manifest["options"]["ranking"].pop(key) == saved
     (old / MANIFEST).write_text(json.dumps(manifest))
     loaded = SavedModel.load(old)
-    assert loaded.car.options["ranking"]["rarity_bandwidth"] is None
-    manifest["options"]["ranking"]["rarity_bandwidth"] = None
+    assert loaded.car.options["ranking"][key] == before
+    manifest["options"]["ranking"][key] = before
     (old / MANIFEST).write_text(json.dumps(manifest))
-    explicit, kernel = SavedModel.load(old), SavedModel.load(folder)
+    explicit, current = SavedModel.load(old), SavedModel.load(folder)
     for alerts in (first.unlabeled(), new):
         scores = loaded.rank(alerts).ranking.scores
         np.testing.assert_array_equal(scores, explicit.rank(alerts).ranking.scores)
-        assert not np.allclose(scores, kernel.rank(alerts).ranking.scores)
+        assert not np.allclose(scores, current.rank(alerts).ranking.scores)
 
 
 def test_new_alerts_grow_the_counts_by_exactly_themselves(fitted, sim):

@@ -182,6 +182,28 @@ def test_duplicates_and_self_loops() -> None:
     np.testing.assert_allclose(res.t.numpy(), t_ref, atol=1e-6)
 
 
+@pytest.mark.parametrize("solver", ["schur", "block"])
+def test_directed_similarity_solves_the_row_scaled_system(solver: str) -> None:
+    """``symmetric=False``: rows of Sim weighted apart (a tuple's size, `scale_by_tuple_size`);
+    the t-equation (alpha D_F + beta (D_Sim - Sim) + gamma I) t = alpha F u + lam q / 2 with the
+    row sums D_Sim of the directed Sim, solved by BiCGSTAB; no objective is reported."""
+    f, sim, p, q = random_inputs(3)
+    sim = sim * np.random.default_rng(4).uniform(0.5, 3.0, (N, 1))  # row i scaled by its own factor
+    fa, fp = np.nonzero(f)
+    sr, sc = np.nonzero(sim)
+    graph = build_graph(N, L, fa, fp, sr, sc, sim[sr, sc], symmetric=False)
+    prm = RankingParams(alpha=0.7, beta=1.3, gamma=0.4, lam=1.1)
+    res = collaborative_rank(graph, p, q, prm, solver=solver, **TIGHT)
+    n_alerts_of = f.sum(0)
+    a_t = prm.alpha * np.diag(f.sum(1)) + prm.beta * (np.diag(sim.sum(1)) - sim) + prm.gamma * np.eye(N)
+    # u = (p/2 + alpha F't) / (alpha |l| + gamma), substituted into the t-equation
+    to_u = prm.alpha * f.T / (prm.alpha * n_alerts_of + prm.gamma)[:, None]
+    lhs = a_t - prm.alpha * f @ to_u
+    rhs = prm.lam * q / 2 + prm.alpha * f @ (p / 2 / (prm.alpha * n_alerts_of + prm.gamma))
+    np.testing.assert_allclose(res.t.numpy(), np.linalg.solve(lhs, rhs), atol=1e-7)
+    assert res.objectives == [] and (res.t.numpy() >= 0).all()
+
+
 def test_rejects_one_sided_similarity_and_bad_inputs() -> None:
     with pytest.raises(DataError, match="symmetric"):
         build_graph(4, 1, [0], [0], [0, 1], [1, 2], [1.0, 1.0])
