@@ -2,6 +2,7 @@
 
 from dataclasses import replace
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,6 +11,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+from car.alerts import AlertTable
 from car.data import load_alerts
 from car.errors import ConfigError, DataError
 from car.eval.metrics import average_precision
@@ -131,25 +133,43 @@ def test_car_beats_in_scenario_rarity_on_ait_ads(scenario):
     assert average_precision(car.scores, y) > average_precision(bursts.scores, y) + 0.01
 
 
+def without_the_flood(scenario: str, folder: Path) -> AlertTable:
+    """An AIT-ADS scenario without ``intranet_server``, the host of the attack's dirb flood (89-100 %
+    of the attack alerts): what is left to find is the quiet steps on the other hosts."""
+    frame = pd.read_csv(shared_file("ait-ads", f"{scenario}_alerts.csv.gz"), dtype=str, keep_default_na=False)
+    frame[frame["host"] != "intranet_server"].to_csv(folder / f"{scenario}.csv", index=False)
+    return load_alerts({"format": "ait_ads"}, str(folder / f"{scenario}.csv"))
+
+
 def test_without_the_flood_car_keeps_the_quiet_attack_steps_near_the_top(tmp_path):
-    """russellmitchell without ``intranet_server``, the host of the attack's dirb flood (10,913 of
-    its 10,962 attack alerts): 34,530 alerts, 49 attacks, the quiet steps (scans, logins) on the VPN,
-    mail server and firewall, of types seen a few times. Measured strict AP (session 17): CAR 0.231,
-    its prior alone 0.221, rarity 0.164; without ``ranking.tuple_pull`` (a tuple of many alerts
-    barely pulled by its look-alikes, so that one-off steps are averaged toward floods that stay
-    put) 0.204. Before the similarity kept apart alerts of different type rarity
+    """russellmitchell without ``intranet_server`` (10,913 of its 10,962 attack alerts): 34,530
+    alerts, 49 attacks, the quiet steps (scans, logins) on the VPN, mail server and firewall, of
+    types seen a few times. Measured strict AP (session 17): CAR 0.231, its prior alone 0.221,
+    rarity 0.164. Before the similarity kept apart alerts of different type rarity
     (``ranking.rarity_bandwidth``), it pulled these steps toward their common look-alikes on the
     same hosts: 0.138, below rarity."""
-    frame = pd.read_csv(shared_file("ait-ads", "russellmitchell_alerts.csv.gz"), dtype=str, keep_default_na=False)
-    frame[frame["host"] != "intranet_server"].to_csv(tmp_path / "quiet.csv", index=False)
-    table = load_alerts({"format": "ait_ads"}, str(tmp_path / "quiet.csv"))
+    table = without_the_flood("russellmitchell", tmp_path)
     y = table.label("strict")
     ap = {name: average_precision(model.fit(table.unlabeled()).rank(table.unlabeled()).scores, y) for name, model in [
         ("car", model_from_config("model=car")), ("rarity", Rarity()),
-        ("prior alone", model_from_config("model=car", "model.ranking.alpha=0", "model.ranking.beta=0")),
-        ("no tuple pull", model_from_config("model=car", "model.ranking.tuple_pull=0"))]}
+        ("prior alone", model_from_config("model=car", "model.ranking.alpha=0", "model.ranking.beta=0"))]}
     assert ap["car"] > ap["rarity"] + 0.02 and ap["car"] > 0.85 * ap["prior alone"], ap
-    assert ap["car"] > ap["no tuple pull"] + 0.015, ap
+
+
+def test_a_flood_gives_way_to_its_look_alikes_on_the_quiet_steps(tmp_path):
+    """``ranking.tuple_pull`` (a tuple of m identical alerts pulled toward its look-alikes m^0.5
+    times as much as a one-off) against 0, where floods anchor themselves and one-off steps are
+    averaged toward them. Strict raw AP without ``intranet_server``, mean of russellmitchell and
+    fox. Measured (session 17): seed 0 0.231 / 0.181 against 0.204 / 0.171 (mean +0.019); seeds 1
+    and 2 gain +0.007 and +0.032 (docs/results.md, "Session 17")."""
+    gains = []
+    for scenario in ("russellmitchell", "fox"):
+        table = without_the_flood(scenario, tmp_path)
+        y = table.label("strict")
+        ap = [average_precision(model_from_config("model=car", f"model.ranking.tuple_pull={pull}")
+                                .fit(table.unlabeled()).rank(table.unlabeled()).scores, y) for pull in (0.5, 0)]
+        gains.append(ap[0] - ap[1])
+    assert np.mean(gains) > 0.005, gains
 
 
 def test_address_context_leaves_ait_ads_alone():
