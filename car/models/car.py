@@ -100,11 +100,15 @@ VALUES: dict[tuple[str, str], Callable[[object], str | None]] = {
 
 
 def check_options(groups: Mapping[str, Mapping]) -> None:
-    """A one-line ConfigError for an unknown or missing key of a model option group, or for a
-    value an option cannot take (``VALUES``; ``temporal.order`` against the depth and prior; the
-    options that may be null: ``ranking.burst_gap``, the contexts' windows, ``surprise_bandwidth``
-    and ``rarity_bandwidth``; the contexts' weights)."""
+    """A one-line ConfigError for a model option group given as one value (``model.content=false``),
+    an unknown or missing key of a group, or a value an option cannot take (``VALUES``;
+    ``temporal.order`` against the depth and prior; the options that may be null:
+    ``ranking.burst_gap``, the contexts' windows, ``surprise_bandwidth`` and ``rarity_bandwidth``;
+    the contexts' weights)."""
     for group, keys in OPTIONS.items():
+        if not isinstance(groups[group], Mapping):
+            raise ConfigError(f"model.{group}={groups[group]!r}: model.{group} is a group of options, not a value; "
+                              f"set one as model.{group}.<option>=<value>; options: {', '.join(sorted(keys))}")
         given = set(groups[group])
         for key in sorted(given - keys):
             raise ConfigError(f"model.{group}.{key} is not an option; valid: {', '.join(sorted(keys))}")
@@ -204,9 +208,9 @@ class CAR(AlertRanker):
     def __init__(self, temporal: Mapping, content: Mapping, patterns: Mapping, ranking: Mapping,
                  lr: float = 0.05, tuple_batch: int = 4096, score: str = "collaborative", seed: int = 0,
                  name: str = "car") -> None:
+        check_options({"temporal": temporal, "content": content, "patterns": patterns, "ranking": ranking})
         groups = {"temporal": dict(temporal), "content": dict(content), "patterns": dict(patterns),
                   "ranking": dict(ranking)}
-        check_options(groups)
         for key, value, check in (("lr", lr, _number(0, above=True)), ("tuple_batch", tuple_batch, _whole(1)),
                                   ("score", score, _choice(SCORES))):
             if check(value) is not None:

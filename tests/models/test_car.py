@@ -276,6 +276,21 @@ def test_unknown_model_option_is_a_one_line_config_error():
         build_model(cfg.model)
 
 
+@pytest.mark.parametrize("override", ["model.content=false", "model.ranking=null", "model.temporal=4"])
+def test_model_option_group_set_to_one_value_is_a_one_line_config_error(override):
+    """``model.content=false`` (meant: model.content.enabled=false) was the TypeError "'bool' object
+    is not iterable", naming no option."""
+    from car.errors import ConfigError
+    from car.pipeline import build_model
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(REPO / "conf")):
+        cfg = compose("train", overrides=["model=car", override])
+    group = override.split("=")[0]
+    with pytest.raises(ConfigError, match=rf"{group}=.*: {group} is a group of options, not a value; "
+                                          rf"set one as {group}.<option>=<value>; options: "):
+        build_model(cfg.model)
+
+
 @pytest.mark.parametrize("trainer,message", [
     ({"max_epochs": "abc"}, "trainer.max_epochs='abc': use a whole number >= -1"),  # Lightning's bare AssertionError in fit
     ({"max_steps": -5}, "trainer.max_steps=-5: use a whole number >= -1"),  # Lightning's traceback before
