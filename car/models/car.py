@@ -160,6 +160,9 @@ def _trainer(options: dict[str, Any]) -> L.Trainer:
         want = None if value is None else _whole(low)(value)
         if want is not None:
             raise ConfigError(f"trainer.{key}={value!r}: use {want} (conf/trainer/cpu.yaml)")
+    if options.get("max_epochs") == -1 and options.get("max_steps", -1) == -1 and options.get("max_time") is None:
+        raise ConfigError("trainer.max_epochs=-1 with trainer.max_steps=-1 trains without end (nothing stops a CAR "
+                          "fit early); bound one of them, e.g. trainer.max_steps=60 (conf/trainer/cpu.yaml)")
     try:
         return L.Trainer(**options)
     except (TypeError, ValueError, AssertionError, ImportError, MisconfigurationException) as err:

@@ -305,6 +305,21 @@ def test_trainer_options_lightning_refuses_are_one_line_config_errors(sim, train
     assert message in str(err.value) and "\n" not in str(err.value), str(err.value)
 
 
+def test_unbounded_training_is_a_one_line_config_error():
+    """trainer.max_epochs=-1 with trainer.max_steps=-1 is Lightning's endless training: a CAR fit,
+    which has no early stopping, ran until killed. Checked on the Trainer options (before, the
+    Trainer was built and the fit never ended), so that a regression fails instead of hanging."""
+    from car.errors import ConfigError
+    from car.models.car import _trainer
+
+    with pytest.raises(ConfigError, match=r"^trainer.max_epochs=-1 with trainer.max_steps=-1 trains without end .*"
+                                          r"e.g. trainer.max_steps=60"):
+        _trainer({"max_epochs": -1, "max_steps": -1, "logger": False})
+    for bounded in ({"max_epochs": -1, "max_steps": 60}, {"max_epochs": 30, "max_steps": -1},
+                    {"max_epochs": -1, "max_steps": -1, "max_time": "00:00:01:00"}):
+        _trainer({**bounded, "logger": False})
+
+
 def test_fit_interrupted_and_resumed_from_checkpoint_ranks_like_an_uninterrupted_fit(sim, tmp_path):
     whole = model_from_config("model=car").fit(sim.unlabeled(), trainer={"max_epochs": 4}).rank(sim.unlabeled())
     model_from_config("model=car").fit(
