@@ -99,7 +99,7 @@ def _compare(args: argparse.Namespace) -> None:
     out = Path(args.out or Path("outputs") / "compare" / args.experiment)
     comparison, run_id = compare(args.experiment, uri, out, tuple(args.metrics or DEFAULT_METRICS), not args.no_curves)
     print(out.joinpath("comparison.md").read_text(encoding="utf-8"), end="")
-    for note in (comparison.unnamed, comparison.unfinished):
+    for note in (comparison.unnamed, comparison.mixed, comparison.unfinished):
         if note:
             print(note)
     replaced = f" ({comparison.replaced} earlier runs replaced by re-runs left out)" if comparison.replaced else ""

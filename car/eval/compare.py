@@ -50,7 +50,9 @@ class Comparison:
     unnamed: a note when replaced runs set a model option differently (a sweep whose variants
     have no method name), else empty; unfinished: a note naming the runs left out because they
     failed, were killed or are still running (and no finished run repeats them), else empty;
-    unlogged: why the summary run could not be written to the store (read-only), else empty."""
+    mixed: a note when the compared runs of a method, scenario and protocol set a model option
+    differently from seed to seed, else empty; unlogged: why the summary run could not be
+    written to the store (read-only), else empty."""
 
     runs: pd.DataFrame
     replaced: int
@@ -58,6 +60,7 @@ class Comparison:
     files: list[Path]
     unnamed: str = ""
     unfinished: str = ""
+    mixed: str = ""
     unlogged: str = ""
 
 
@@ -69,7 +72,7 @@ def compare(experiment: str, uri: str, out: Path, metrics: tuple[str, ...] = DEF
     import mlflow
 
     experiment_id = _experiment_id(mlflow, experiment, uri)
-    runs, replaced, unnamed, unfinished = load_runs(mlflow, experiment_id, experiment)
+    runs, replaced, unnamed, unfinished, mixed = load_runs(mlflow, experiment_id, experiment)
     table = summarize(runs, select_metrics(runs, metrics))
     out.mkdir(parents=True, exist_ok=True)
     means = overall(table)
@@ -79,7 +82,7 @@ def compare(experiment: str, uri: str, out: Path, metrics: tuple[str, ...] = DEF
     files += [write_bytes(picture, out / name) for name, picture in bar_pictures(table).items()]
     if curves:
         files += [write_bytes(picture, out / name) for name, picture in curve_pictures(mlflow, runs).items()]
-    comparison = Comparison(runs, replaced, table, files, unnamed, unfinished)
+    comparison = Comparison(runs, replaced, table, files, unnamed, unfinished, mixed)
     try:
         with mlflow.start_run(experiment_id=experiment_id, run_name=f"compare:{experiment}", tags={SUMMARY_TAG: "true"}) as run:
             mlflow.log_params({"compared_runs": len(runs), "metrics": " ".join(metrics)})
@@ -119,12 +122,13 @@ def _experiment_id(mlflow: Any, experiment: str, uri: str) -> str:
     return found.experiment_id
 
 
-def load_runs(mlflow: Any, experiment_id: str, experiment: str) -> tuple[pd.DataFrame, int, str, str]:
+def load_runs(mlflow: Any, experiment_id: str, experiment: str) -> tuple[pd.DataFrame, int, str, str, str]:
     """The finished, non-summary runs (run_id, start_time, method, scenario, protocol, seed and
     one column per metric), how many were replaced (of runs repeating a method, scenario,
     protocol and seed only the latest is kept: a re-run replaces the earlier one), a note if
-    replaced runs set a model option differently (`unnamed_variants`) and a note naming the runs
-    that did not finish (`unfinished_runs`)."""
+    replaced runs set a model option differently (`unnamed_variants`), a note naming the runs
+    that did not finish (`unfinished_runs`) and a note if the compared runs of a method mix
+    settings (`mixed_settings`)."""
     every = mlflow.search_runs(experiment_ids=[experiment_id])
     if len(every) and f"tags.{SUMMARY_TAG}" in every:
         every = every[every[f"tags.{SUMMARY_TAG}"] != "true"]
@@ -141,7 +145,9 @@ def load_runs(mlflow: Any, experiment_id: str, experiment: str) -> tuple[pd.Data
     metric_columns = [c for c in found.columns if c.startswith("metrics.")]
     runs = pd.concat([runs, found[metric_columns].rename(columns=lambda c: c.removeprefix("metrics.")).reset_index(drop=True)], axis=1)
     latest = runs.sort_values("start_time").drop_duplicates([*GROUP, "seed"], keep="last")
-    return latest.sort_values([*GROUP, "seed"], key=_natural).reset_index(drop=True), len(runs) - len(latest), unnamed, unfinished
+    mixed = mixed_settings(latest, found.iloc[latest.index])
+    latest = latest.sort_values([*GROUP, "seed"], key=_natural).reset_index(drop=True)
+    return latest, len(runs) - len(latest), unnamed, unfinished, mixed
 
 
 def _run_keys(found: pd.DataFrame) -> pd.DataFrame:
@@ -188,22 +194,49 @@ def unnamed_variants(runs: pd.DataFrame, found: pd.DataFrame) -> str:
     whose scenario is the input's file name (``enterprise_sim`` for every simulator setting,
     ``alerts.csv`` for files of that name in different folders). (A param one run lacks, an option
     added since, differs from nothing; other data under a named scenario is a re-run by design.)"""
+    differ = _first_difference(runs, found, [*GROUP, "seed"])
+    if differ is None:
+        return ""
+    (method, scenario, protocol, seed), option, values = differ
+    return (f"note: runs of method={method} (scenario {scenario or '-'}, protocol {protocol or '-'}, seed {seed}) "
+            f"differ in {option} ({values}); only the latest is compared: {_name_them(option)}")
+
+
+def mixed_settings(runs: pd.DataFrame, found: pd.DataFrame) -> str:
+    """A note if the compared runs of one method, scenario and protocol (one per seed) set a model
+    option, or a data option as in `unnamed_variants`, differently, else "": their mean and spread
+    mix two settings, e.g. of two sweeps into one experiment with other options. Options that
+    follow the seed (``model.seed``, the simulator's ``data.seed``) are left aside."""
+    differ = _first_difference(runs, found, GROUP)
+    if differ is None:
+        return ""
+    (method, scenario, protocol), option, values = differ
+    return (f"note: the compared runs of method={method} (scenario {scenario or '-'}, protocol {protocol or '-'}) "
+            f"differ in {option} ({values}) from seed to seed, so their mean mixes these settings: {_name_them(option)}")
+
+
+def _first_difference(runs: pd.DataFrame, found: pd.DataFrame, key: list[str]) -> tuple[tuple, str, str] | None:
+    """The first group of ``runs`` by ``key`` whose runs (rows of ``found``, in the same order) set
+    a model option, or a data option of runs without a ``scenario`` param, differently: its key,
+    the option and its values (``a / b``); None if there is none."""
     unnamed = found["params.scenario"].isna() if "params.scenario" in found else pd.Series(True, index=found.index)
-    options = [c for c in found.columns if c.startswith(("params.model.", "params.data."))]
+    options = [c for c in found.columns if c.startswith(("params.model.", "params.data.")) and not c.endswith(".seed")]
     values = found[options].copy()
     data = [c for c in options if c.startswith("params.data.")]
     values.loc[~unnamed, data] = np.nan  # a named scenario's data may change (a moved folder): a re-run
-    keyed = pd.concat([runs[[*GROUP, "seed"]], values.reset_index(drop=True)], axis=1)
-    distinct = keyed.groupby([*GROUP, "seed"], sort=False)[options].nunique(dropna=True).gt(1).stack()
+    keyed = pd.concat([runs[key].reset_index(drop=True), values.reset_index(drop=True)], axis=1)
+    distinct = keyed.groupby(key, sort=False)[options].nunique(dropna=True).gt(1).stack()
     if not distinct.any():
-        return ""
-    method, scenario, protocol, seed, column = distinct[distinct].index[0]
-    same = (keyed[[*GROUP, "seed"]] == [method, scenario, protocol, seed]).all(axis=1)
-    differ = " / ".join(dict.fromkeys(keyed.loc[same, column].dropna()))
-    name = "scenario" if column.startswith("params.data.") else "method"
-    return (f"note: runs of method={method} (scenario {scenario or '-'}, protocol {protocol or '-'}, seed {seed}) "
-            f"differ in {column.removeprefix('params.')} ({differ}); only the latest is compared: to compare "
-            f"such variants, name each with {name}=<name> (+{name}=<name> where the experiment sets none)")
+        return None
+    *group, column = distinct[distinct].index[0]
+    same = (keyed[key] == group).all(axis=1)
+    return tuple(group), column.removeprefix("params."), " / ".join(dict.fromkeys(keyed.loc[same, column].dropna()))
+
+
+def _name_them(option: str) -> str:
+    """How to keep variants that differ in ``option`` apart in the comparison."""
+    name = "scenario" if option.startswith("data.") else "method"
+    return f"to compare such variants, name each with {name}=<name> (+{name}=<name> where the experiment sets none)"
 
 
 def _param(found: pd.DataFrame, key: str, fallback: pd.Series) -> np.ndarray:

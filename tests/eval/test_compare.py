@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 
 from car.cli import main
 from car.errors import ConfigError
-from car.eval.compare import SUMMARY_TAG, compare, unnamed_variants
+from car.eval.compare import SUMMARY_TAG, compare, mixed_settings, unnamed_variants
 from car.pipeline import run
 from conftest import REPO
 
@@ -205,6 +205,27 @@ def test_replaced_runs_on_other_data_of_an_unnamed_scenario_get_a_note():
                            "(site_a/alerts.csv / site_b/alerts.csv); only the latest is compared") and "scenario=<name>" in note
     named = found.assign(**{"params.scenario": ["fox", "fox"]})
     assert unnamed_variants(runs.assign(scenario="fox"), named) == ""
+
+
+def test_compared_runs_that_mix_settings_across_seeds_get_a_note():
+    """Two sweeps into one experiment, seeds 0-1 on 5,000 simulated alerts and seeds 2-3 on 3,000,
+    were averaged as one cell without a word. Options that follow the seed are no mix; other data
+    under a named scenario is a re-run, as for `unnamed_variants`."""
+    runs = pd.DataFrame({"method": ["car"] * 4, "scenario": ["enterprise_sim"] * 4, "protocol": [""] * 4,
+                         "seed": ["0", "1", "2", "3"]})
+    found = pd.DataFrame({"params.data.n_alerts": ["5000", "5000", "3000", "3000"],
+                          "params.data.seed": ["0", "1", "2", "3"], "params.model.seed": ["0", "1", "2", "3"],
+                          "params.data.format": ["enterprise_sim"] * 4, "params.model.lr": ["0.05"] * 4},
+                         index=[7, 3, 5, 1])
+    note = mixed_settings(runs, found)
+    assert note.startswith("note: the compared runs of method=car (scenario enterprise_sim, protocol -) differ in "
+                           "data.n_alerts (5000 / 3000) from seed to seed, so their mean mixes these settings: ")
+    assert "scenario=<name>" in note, note
+    assert mixed_settings(runs, found.drop(columns="params.data.n_alerts")) == ""
+    assert mixed_settings(runs, found.assign(**{"params.scenario": "sim-5k"})) == ""
+    lr = found.assign(**{"params.model.lr": ["0.05", "0.05", "0.1", "0.05"], "params.scenario": "sim"})
+    assert "differ in model.lr (0.05 / 0.1)" in mixed_settings(runs, lr) and "method=<name>" in mixed_settings(runs, lr)
+    assert mixed_settings(runs.assign(method=["a", "a", "b", "b"]), found) == ""
 
 
 def test_a_read_only_store_is_compared_without_a_summary_run(tmp_path, capsys, monkeypatch):
