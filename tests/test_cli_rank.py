@@ -189,6 +189,24 @@ def test_model_option_naming_the_run_folder_or_a_file_says_which_folder(trained,
     assert code == 2 and expected.format(run=run_dir) in err and err.count("\n") == 1, err
 
 
+def test_model_option_naming_the_runs_mlflow_model_says_which_folder(trained, tmp_path, capsys, monkeypatch):
+    """The run's MLflow model, downloaded (mlflow.artifacts.download_artifacts("runs:/<id>/model")),
+    holds the saved model in artifacts/model; given as --model, the error said to re-run train.py."""
+    import mlflow
+
+    _, _, uri = trained
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    mlflow.set_tracking_uri(uri)
+    (run_id,) = mlflow.search_runs(experiment_names=["car"])["run_id"]
+    downloaded = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model", dst_path=str(tmp_path)))
+    code = main(["rank", "--model", str(downloaded), "--input", str(trained[0] / "part2.csv"), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"a training run's MLflow model; give its saved model, --model {downloaded / 'artifacts' / 'model'}" in err, err
+    assert main(["rank", "--model", str(downloaded / "artifacts" / "model"), "--input", str(trained[0] / "part2.csv"),
+                 "--out", str(tmp_path / "out")]) == 0
+
+
 def test_missing_input_is_a_one_line_error(trained, tmp_path, capsys):
     _, run_dir, _ = trained
     code = main(["rank", "--model", str(run_dir / "model"), "--input", str(tmp_path / "nope.csv"), "--out", str(tmp_path)])

@@ -310,9 +310,10 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     try:
         manifest = json.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        if (path / "model" / MANIFEST).is_file():
-            raise DataError(f"{path}: a training run's output folder; give its saved model, --model {path / 'model'}"
-                            ) from None
+        inner = next((p for p in (path / "model", path / "artifacts" / "model") if (p / MANIFEST).is_file()), None)
+        if inner is not None:  # the run folder, or the run's MLflow model as downloaded (mlflow_model.py)
+            what = "a training run's output folder" if inner.parent == path else "a training run's MLflow model"
+            raise DataError(f"{path}: {what}; give its saved model, --model {inner}") from None
         raise DataError(f"{path}: no {MANIFEST}, so not a saved CAR model; {REFIT}") from None
     except (OSError, ValueError, RecursionError) as err:  # RecursionError: arrays nested too deep
         raise DataError(f"{file}: not readable JSON ({error_line(err)}); {REFIT}") from None
