@@ -39,6 +39,8 @@ RUN_COLUMNS = ["run_id", "start_time", *GROUP, "seed"]  # the columns of load_ru
 DEFAULT_METRICS = ("*/raw/ap", "*/grouped/ap", "*/raw/workload_at_95", "*/grouped/workload_at_95", "patterns/*")
 CURVE_POINTS = 2000  # points drawn per precision-recall curve
 RANKED_ALERTS = "ranked_alerts.csv"
+LIGHTNING_MODELS = ("car.models.car.CAR",)  # model._target_ of the models a Trainer fits (trainer.* matters)
+FIT_NEUTRAL_TRAINER = ("enable_progress_bar", "enable_checkpointing", "ckpt_path", "log_every_n_steps")  # same ranking
 
 
 @dataclass
@@ -50,7 +52,7 @@ class Comparison:
     unnamed: a note when replaced runs set a model option differently (a sweep whose variants
     have no method name), else empty; unfinished: a note naming the runs left out because they
     failed, were killed or are still running (and no finished run repeats them), else empty;
-    mixed: a note when the compared runs of a method, scenario and protocol set a model option
+    mixed: a note when the compared runs of a method, scenario and protocol set an option
     differently from seed to seed, else empty; unlogged: why the summary run could not be
     written to the store (read-only), else empty."""
 
@@ -188,12 +190,13 @@ def unfinished_runs(unfinished: pd.DataFrame, finished: pd.DataFrame) -> str:
 
 
 def unnamed_variants(runs: pd.DataFrame, found: pd.DataFrame) -> str:
-    """A note if runs that share method, scenario, protocol and seed set a model option
-    differently, else "": likely a sweep over that option whose variants were not named, of which
-    only the latest is compared. The same for a data option of runs without a ``scenario`` param,
-    whose scenario is the input's file name (``enterprise_sim`` for every simulator setting,
-    ``alerts.csv`` for files of that name in different folders). (A param one run lacks, an option
-    added since, differs from nothing; other data under a named scenario is a re-run by design.)"""
+    """A note if runs that share method, scenario, protocol and seed set a model option (or a
+    trainer option of a Lightning fit) differently, else "": likely a sweep over that option whose
+    variants were not named, of which only the latest is compared. The same for a data option of
+    runs without a ``scenario`` param, whose scenario is the input's file name (``enterprise_sim``
+    for every simulator setting, ``alerts.csv`` for files of that name in different folders). (A
+    param one run lacks, an option added since, differs from nothing; other data under a named
+    scenario is a re-run by design.)"""
     differ = _first_difference(runs, found, [*GROUP, "seed"])
     if differ is None:
         return ""
@@ -203,10 +206,10 @@ def unnamed_variants(runs: pd.DataFrame, found: pd.DataFrame) -> str:
 
 
 def mixed_settings(runs: pd.DataFrame, found: pd.DataFrame) -> str:
-    """A note if the compared runs of one method, scenario and protocol (one per seed) set a model
-    option, or a data option as in `unnamed_variants`, differently, else "": their mean and spread
-    mix two settings, e.g. of two sweeps into one experiment with other options. Options that
-    follow the seed (``model.seed``, the simulator's ``data.seed``) are left aside."""
+    """A note if the compared runs of one method, scenario and protocol (one per seed) set an
+    option that `unnamed_variants` looks at differently, else "": their mean and spread mix two
+    settings, e.g. of two sweeps into one experiment with other options. Options that follow the
+    seed (``model.seed``, the simulator's ``data.seed``) are left aside."""
     differ = _first_difference(runs, found, GROUP)
     if differ is None:
         return ""
@@ -217,13 +220,17 @@ def mixed_settings(runs: pd.DataFrame, found: pd.DataFrame) -> str:
 
 def _first_difference(runs: pd.DataFrame, found: pd.DataFrame, key: list[str]) -> tuple[tuple, str, str] | None:
     """The first group of ``runs`` by ``key`` whose runs (rows of ``found``, in the same order) set
-    a model option, or a data option of runs without a ``scenario`` param, differently: its key,
-    the option and its values (``a / b``); None if there is none."""
+    a model option, a trainer option that changes a Lightning fit (of the CAR family), or a data
+    option of runs without a ``scenario`` param, differently: its key, the option and its values
+    (``a / b``); None if there is none."""
     unnamed = found["params.scenario"].isna() if "params.scenario" in found else pd.Series(True, index=found.index)
-    options = [c for c in found.columns if c.startswith(("params.model.", "params.data.")) and not c.endswith(".seed")]
+    options = [c for c in found.columns if c.startswith(("params.model.", "params.data.", "params.trainer."))
+               and not c.endswith(".seed") and c.removeprefix("params.trainer.") not in FIT_NEUTRAL_TRAINER]
     values = found[options].copy()
     data = [c for c in options if c.startswith("params.data.")]
     values.loc[~unnamed, data] = np.nan  # a named scenario's data may change (a moved folder): a re-run
+    fitted = found.get("params.model._target_", pd.Series(index=found.index)).isin(LIGHTNING_MODELS)
+    values.loc[~fitted, [c for c in options if c.startswith("params.trainer.")]] = np.nan  # rarity: no Trainer
     keyed = pd.concat([runs[key].reset_index(drop=True), values.reset_index(drop=True)], axis=1)
     distinct = keyed.groupby(key, sort=False)[options].nunique(dropna=True).gt(1).stack()
     if not distinct.any():
