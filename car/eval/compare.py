@@ -31,7 +31,7 @@ from car.errors import ConfigError, error_line
 from car.eval.metrics import precision_recall_curve
 from car.outputs.files import write_bytes, write_csv
 from car.outputs.pictures import STYLE, agg_figure, label_precision_recall, png
-from car.outputs.tracking import store_error_line
+from car.outputs.tracking import sqlite_path, store_error_line
 
 SUMMARY_TAG = "car.summary"
 GROUP = ["method", "scenario", "protocol"]
@@ -97,11 +97,9 @@ def compare(experiment: str, uri: str, out: Path, metrics: tuple[str, ...] = DEF
 
 
 def store_uri(tracking_uri: str) -> str:
-    """``tracking_uri``, checked: a sqlite store must exist (MLflow would create an empty one).
-    Options after ``?`` (``sqlite:///mlflow.db?timeout=60``) are not part of the file name, nor is
-    the ``file:`` of SQLite's URI form (``sqlite:///file:/path/mlflow.db?mode=ro&uri=true``)."""
-    path = tracking_uri.removeprefix("sqlite:///").split("?")[0].removeprefix("file:")  # file:<path>?mode=ro&uri=true
-    if tracking_uri.startswith("sqlite:///") and not Path(path).is_file():
+    """``tracking_uri``, checked: a sqlite store must exist (MLflow would create an empty one)."""
+    path = sqlite_path(tracking_uri)
+    if path is not None and not path.is_file():
         raise ConfigError(f"no MLflow store at {tracking_uri}; pass the store of the runs with "
                           "--tracking-uri sqlite:///<path>/mlflow.db (or set MLFLOW_TRACKING_URI)")
     return tracking_uri

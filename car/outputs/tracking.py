@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +48,9 @@ class Tracker:
         # MLflow logs a traceback of store errors itself; ours is the one-line ConfigError below.
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
         try:
-            _ensure_experiment(mlflow, self.cfg.get("experiment_name", "car"), self.uri)
-            self.run_id = mlflow.start_run(run_name=run_name).info.run_id
+            with store_lock(self.uri):
+                _ensure_experiment(mlflow, self.cfg.get("experiment_name", "car"), self.uri)
+                self.run_id = mlflow.start_run(run_name=run_name).info.run_id
         except Exception as err:  # any store failure must stop the run before fitting
             raise ConfigError(
                 f"MLflow store {self.uri} is not usable ({store_error_line(err)}); set MLFLOW_TRACKING_URI "
@@ -101,6 +104,42 @@ class Tracker:
             import mlflow
 
             mlflow.end_run(status=status)
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI, else None. Options after ``?``
+    (``sqlite:///mlflow.db?timeout=60``) are not part of the file name, nor is the ``file:`` of
+    SQLite's URI form (``sqlite:///file:/path/mlflow.db?mode=ro&uri=true``)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri.removeprefix("sqlite:///").split("?")[0].removeprefix("file:"))
+
+
+@contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """Hold an exclusive lock (``flock``) on a sqlite store's file. MLflow creates a new store's
+    tables on first use without one, so processes that start on a new store at once (two sweeps,
+    a job array) failed: "table metrics already exists". Without a lock where none can be taken
+    (Windows, a file that cannot be opened for writing: MLflow's own error says why, a file
+    system without locks)."""
+    path = sqlite_path(uri)
+    try:
+        import fcntl
+
+        handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o666) if path is not None else None
+    except (ImportError, OSError):
+        handle = None
+    if handle is None:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError:  # e.g. a network mount that refuses locks: open the store as before
+            pass
+        yield
+    finally:
+        os.close(handle)  # releases the lock
 
 
 def store_error_line(err: BaseException) -> str:

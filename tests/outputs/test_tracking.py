@@ -1,10 +1,13 @@
 """MLflow tracking of a run (car/outputs/tracking.py): two processes on one store, and what a
 run that never finishes still records."""
 
+import os
+
 import mlflow
 import pytest
 from omegaconf import OmegaConf
 
+from car.outputs import tracking
 from car.outputs.tracking import Tracker
 
 
@@ -45,6 +48,37 @@ def test_a_new_experiment_created_meanwhile_by_another_process_is_used(tmp_path,
     client = mlflow.MlflowClient(uri)
     runs = client.search_runs([lookup("sweep").experiment_id])
     assert sorted(r.info.run_name for r in runs) == ["first", "second"]
+
+
+def test_a_new_store_is_opened_under_a_lock_that_other_processes_wait_for(tmp_path, monkeypatch, restore_uri):
+    """Three runs starting at once on a new store: MLflow creates a store's tables on first use
+    without a lock, and two of them stopped with 'MLflow store ... is not usable ((sqlite3.
+    OperationalError) table metrics already exists)'. The store is opened holding an exclusive
+    flock on its file, which another process's Tracker waits for: checked here from a second open
+    file, whose non-blocking flock must be refused while the experiment is looked up."""
+    fcntl = pytest.importorskip("fcntl")
+    db = tmp_path / "mlflow.db"
+    held = []
+    ensure = tracking._ensure_experiment
+
+    def probing(mlflow_module, name, uri):
+        other = os.open(db, os.O_RDONLY | os.O_CREAT)
+        try:
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held.append(False)
+        except BlockingIOError:
+            held.append(True)
+        finally:
+            os.close(other)
+        ensure(mlflow_module, name, uri)
+
+    monkeypatch.setattr(tracking, "_ensure_experiment", probing)
+    run = tracker(f"sqlite:///{db}")
+    run.start("first")
+    run.end()
+    assert held == [True]
+    assert [r.info.run_name for r in mlflow.MlflowClient(f"sqlite:///{db}").search_runs(
+        [mlflow.get_experiment_by_name("sweep").experiment_id])] == ["first"]
 
 
 def test_a_run_that_fails_after_it_started_carries_its_config(tmp_path, monkeypatch, restore_uri):
