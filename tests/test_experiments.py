@@ -52,6 +52,29 @@ def sweep(experiment: str, *command_line: str) -> list[dict[str, str]]:
     return [dict(o.split("=", 1) for o in j) for j in batch]
 
 
+def test_runs_started_in_the_same_second_get_folders_of_their_own(conf, monkeypatch):
+    """Four train.py runs started together wrote into two folders named to the second: each
+    folder held the files of the run that wrote last, and an MLflow run logged the other run's
+    metrics.json and ranked_alerts.csv (AP 0.243 logged, 0.089 in its artifact). Run and sweep
+    folders of two starts one microsecond apart differ."""
+    import datetime as dt
+
+    import hydra.core.utils
+
+    folders = []
+    for microsecond in (1, 2):
+        class Clock(dt.datetime):
+            @classmethod
+            def now(cls, tz=None):
+                return dt.datetime(2026, 12, 7, 4, 25, 52, microsecond)
+
+        monkeypatch.setattr(hydra.core.utils, "datetime", Clock)
+        cfg = compose("train", return_hydra_config=True)
+        folders.append((cfg.hydra.run.dir, cfg.hydra.sweep.dir))
+    assert folders[0][0] != folders[1][0] and folders[0][1] != folders[1][1], folders
+    assert folders[0][0].startswith("outputs/train/2026-12-07_04-25-52"), folders
+
+
 def test_ait_ads_sweeps_every_model_scenario_protocol_and_seed(conf):
     jobs = sweep("ait_ads")
     combos = {(j["model"], j["scenario"], j["protocol"], j["seed"]) for j in jobs}
