@@ -78,7 +78,7 @@ def parse_times(values: pd.Series, unit: str = "auto") -> pd.Series:
     ``unit``: ``"auto"`` (numbers above 1e11 are milliseconds, else seconds; text is ISO
     8601), ``"s"``, ``"ms"`` or ``"iso"``. Numbers are read to the microsecond.
     """
-    if unit not in {"auto", "s", "ms", "iso"}:
+    if not isinstance(unit, str) or unit not in {"auto", "s", "ms", "iso"}:
         raise DataError(f"data.time_unit={unit!r} is not known; use auto, s, ms or iso")
     numeric = pd.to_numeric(values, errors="coerce") if unit != "iso" else None
     out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")

@@ -60,7 +60,7 @@ def read_csv_rows(data: bytes, source: str, delimiter: str = ",") -> CsvRows:
 
 
 def _check_delimiter(delimiter: str) -> str:
-    delimiter = {"tab": "\t", "\\t": "\t"}.get(delimiter, delimiter)
+    delimiter = "\t" if delimiter in ("tab", "\\t") else delimiter  # a list (data.delimiter=[;]) is no key
     if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in "\n\r\"":
         raise DataError(f"data.delimiter={delimiter!r} must be one character, e.g. ',' ';' or tab")
     return delimiter

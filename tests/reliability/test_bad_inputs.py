@@ -137,6 +137,9 @@ def test_unusable_file_is_one_clear_error(tmp_path, name, data, cfg, needles):
         ({"format": "xml"}, ["data.format='xml' is not known", "valid formats: csv"]),
         ({**CSV, "time_unit": "h"}, ["data.time_unit='h' is not known", "use auto, s, ms or iso"]),
         ({**CSV, "delimiter": ";;"}, ["data.delimiter=';;' must be one character"]),
+        # a list for a text option (data.time_unit=[s]): TypeError tracebacks, "unhashable type: 'list'"
+        ({**CSV, "time_unit": ["s"]}, ["data.time_unit=['s'] is not known", "use auto, s, ms or iso"]),
+        ({**CSV, "delimiter": [";"]}, ["data.delimiter=[';'] must be one character"]),
         ({**CSV, "attributes": "user"}, ["data.attributes='user' must be a list"]),
         ({**CSV, "attributes": 5}, ["data.attributes=5 must be a list"]),  # was a TypeError traceback
         ({**CSV, "attributes": {"entity": "user"}}, ["'entity' is a reserved column name", "rename it"]),
