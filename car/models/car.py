@@ -70,6 +70,10 @@ def _choice(values: tuple[str, ...]) -> Callable[[object], str | None]:
     return lambda v: None if v in values else f"one of {', '.join(values)}"
 
 
+def _text(v: object) -> str | None:
+    return None if isinstance(v, str) and v.strip() else "a non-empty text, e.g. car_variant"
+
+
 def _flag(v: object) -> str | None:
     return None if isinstance(v, bool) else "true or false"
 
@@ -215,7 +219,7 @@ class CAR(AlertRanker):
         groups = {"temporal": dict(temporal), "content": dict(content), "patterns": dict(patterns),
                   "ranking": dict(ranking)}
         for key, value, check in (("lr", lr, _number(0, above=True)), ("tuple_batch", tuple_batch, _whole(1)),
-                                  ("score", score, _choice(SCORES))):
+                                  ("score", score, _choice(SCORES)), ("name", name, _text)):
             if check(value) is not None:
                 raise ConfigError(f"model.{key}={value!r}: use {check(value)}")
         _check_score_terms(groups, score)

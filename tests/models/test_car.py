@@ -596,6 +596,8 @@ def test_meaningless_prior_option_values_are_one_line_config_errors(override, wo
     ("model.lr=-1", "model.lr=-1: use a finite number > 0"),
     ("model.tuple_batch=0", "model.tuple_batch=0: use a whole number >= 1"),
     ("model.score=foo", "model.score='foo': use one of collaborative, temporal, content"),
+    ("model.name=[x]", "model.name=['x']: use a non-empty text, e.g. car_variant"),
+    ("model.name=''", "model.name='': use a non-empty text, e.g. car_variant"),
 ])
 def test_every_model_option_value_is_checked_before_the_fit(override, message):
     from car.pipeline import build_model
