@@ -102,10 +102,11 @@ def _compare(args: argparse.Namespace) -> None:
     for note in (comparison.unnamed, comparison.mixed, comparison.unfinished):
         if note:
             print(note)
-    replaced = f" ({comparison.replaced} earlier runs replaced by re-runs left out)" if comparison.replaced else ""
+    replaced = (f" ({quantity(comparison.replaced, 'earlier run')} replaced by re-runs left out)"
+                if comparison.replaced else "")
     logged = (f"logged as run {run_id} of experiment {args.experiment}" if run_id else
               f"not logged to MLflow: the store cannot be written ({comparison.unlogged})")
-    print(f"compared {len(comparison.runs)} runs{replaced}; wrote {len(comparison.files)} files to {out}, {logged}")
+    print(f"compared {quantity(len(comparison.runs), 'run')}{replaced}; wrote {len(comparison.files)} files to {out}, {logged}")
 
 
 def _add_compare(verbs: argparse._SubParsersAction) -> None:

@@ -70,7 +70,7 @@ def test_summary_runs_are_not_compared_again_and_cli_prints_the_table(experiment
             "--metrics", "attack/raw/ap"]
     assert main(args) == 0 and main(args) == 0  # the first call's summary run is left out by the second
     printed = capsys.readouterr().out
-    assert printed.count("compared 4 runs (1 earlier runs replaced by re-runs left out)") == 2
+    assert printed.count("compared 4 runs (1 earlier run replaced by re-runs left out)") == 2
     assert "| method | scenario | protocol | runs | attack/raw/ap |" in printed
     assert sorted(p.name for p in out.iterdir()) == ["bars_attack_raw_ap.png", "comparison.csv", "comparison.md", "overall.csv"]
     rarity = [metrics["rarity", seed]["attack/raw/ap"] for seed in SEEDS]
