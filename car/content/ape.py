@@ -220,7 +220,8 @@ class EntityEmbedding(torch.nn.Module):
         alerts in batches of 65,536 (same scores)."""
         tuples = torch.as_tensor(tuples, dtype=torch.int64)
         parts = [self.compatibility(chunk) for chunk in tuples.split(batch_size)]
-        return -torch.cat(parts).double().cpu().numpy() if parts else np.zeros(0)
+        # 0 - S, not -S: a compatibility of 0 (values never seen) is 0, not -0 in the CSV.
+        return 0.0 - torch.cat(parts).double().cpu().numpy() if parts else np.zeros(0)
 
 
 def fit_ape(

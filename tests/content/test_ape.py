@@ -157,3 +157,14 @@ def test_training_stays_on_one_thread():
     model = EntityEmbedding.from_tuples(tuples, counts, cardinalities=cards)
     fit_ape(model, tuples, counts, epochs=2)
     assert torch.get_num_threads() == 1
+
+
+def test_anomaly_of_a_tuple_without_compatibility_is_plain_zero():
+    """Values the model never saw have zero embeddings, so compatibility 0: their content_score
+    was written as -0 in ranked_alerts.csv (car rank on new alerts)."""
+    model = EntityEmbedding([3, 3], dim=4)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.zero_()
+    anomaly = model.anomaly(np.array([[0, 1], [2, 2]]))
+    assert (anomaly == 0).all() and not np.signbit(anomaly).any()
