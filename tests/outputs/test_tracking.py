@@ -147,3 +147,16 @@ def test_only_finite_metrics_are_logged(tmp_path, restore_uri):
     run.log({"finite": 0.5, "nan": float("nan"), "inf": float("inf"), "minus_inf": float("-inf"), "none": None}, [])
     run.end()
     assert mlflow.MlflowClient(uri).get_run(run.run_id).data.metrics == {"finite": 0.5}
+
+
+def test_artifacts_of_a_store_in_sqlite_uri_form_sit_beside_its_database(tmp_path, monkeypatch, restore_uri):
+    """SQLite's URI form (``sqlite:///file:/path/mlflow.db?uri=true``): the artifacts went to
+    ``file:/path/mlartifacts`` below the working directory, not beside the database."""
+    monkeypatch.chdir(tmp_path)  # MLflow makes the URI form's file:/... folders in the working directory
+    store = tmp_path / "store"
+    store.mkdir()
+    run = tracker(f"sqlite:///file:{store / 'mlflow.db'}?uri=true")
+    run.start("first")
+    run.end()
+    location = mlflow.get_experiment_by_name("sweep").artifact_location
+    assert location == (store / "mlartifacts" / "sweep").as_uri()
