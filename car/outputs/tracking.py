@@ -152,8 +152,9 @@ def store_error_line(err: BaseException) -> str:
 def _ensure_experiment(mlflow: Any, name: str, uri: str) -> None:
     """Select experiment ``name``; a new one on a sqlite store keeps its artifacts beside
     the database (MLflow's default, ``./mlruns``, depends on the working directory)."""
-    if uri.startswith("sqlite:///") and mlflow.get_experiment_by_name(name) is None:
-        folder = sqlite_path(uri).parent / "mlartifacts" / name
+    database = sqlite_path(uri)
+    if database is not None and mlflow.get_experiment_by_name(name) is None:
+        folder = database.parent / "mlartifacts" / name
         try:
             mlflow.create_experiment(name, artifact_location=folder.resolve().as_uri())
         except mlflow.exceptions.MlflowException as err:
